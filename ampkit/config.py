@@ -1,0 +1,242 @@
+"""The one typed configuration: defaults < ampkit.toml < AMPKIT_* environment < explicit overrides.
+
+Secrets (the Amplitude API key and secret key) are not settings: they come only from the
+environment (`AMPLITUDE_API_KEY`, `AMPLITUDE_SECRET_KEY`) or from a file named by the matching
+`*_FILE` variable, and are never accepted from `ampkit.toml`, CLI flags or notebook parameters,
+because papermill writes parameters into every run record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ampkit.errors import ConfigError, SecretError
+
+# https://amplitude.com/docs/apis/analytics/http-v2 and .../batch-event-upload (hosts by region)
+INGEST_URLS = {"US": "https://api2.amplitude.com", "EU": "https://api.eu.amplitude.com"}
+DASHBOARD_URLS = {"US": "https://amplitude.com", "EU": "https://analytics.eu.amplitude.com"}
+
+SECRET_NAMES = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY")
+# Names that look like they carry a secret; refused as parameters and as ampkit.toml keys.
+SECRET_PATTERN = re.compile(r"(api_?key|secret|password|token|credential)", re.IGNORECASE)
+
+ENV_PREFIX = "AMPKIT_"
+CONFIG_FILE = "ampkit.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a run; build it with `load()`, never by hand in production code."""
+
+    warehouse: str = "duckdb:///.ampkit/warehouse.duckdb"
+    bigquery_location: str = "US"
+    bigquery_storage_api: bool = False
+    amplitude_region: str = "US"
+    amplitude_url: str = ""          # ingestion base URL; empty = the region's host
+    amplitude_dashboard_url: str = ""  # export + dashboard base URL; empty = region's host
+    amplitude_endpoint: str = "batch"  # "batch" (/batch) or "httpapi" (/2/httpapi)
+    amplitude_start_date: dt.date = dt.date(2020, 12, 1)
+    data_map: str = ""               # path; empty = the data map shipped with ampkit
+    time_zone: str = "UTC"           # the Amplitude project's time zone
+    now: dt.datetime | None = None   # clock override: every run reproducible
+    settle_seconds: int = 300
+    lookback_hours: int = 6
+    initial_lookback_hours: int = 6  # where a first run starts when there is no watermark
+    max_events_per_request: int = 2000
+    concurrency: int = 4
+    request_timeout_seconds: float = 30.0
+    retry_budget_seconds: float = 600.0
+    max_backoff_seconds: float = 60.0
+    throttle_hold_seconds: float = 30.0
+    dedup_horizon_days: int = 7
+    lease_seconds: int = 3600
+    min_id_length: int = 5
+    confirm_threshold_events: int = 5_000_000
+    runs_dir: str = "runs"
+    reports_dir: str = "reports"
+    api_key: str = dataclasses.field(default="", repr=False)
+    secret_key: str = dataclasses.field(default="", repr=False)
+
+    @property
+    def ingest_url(self) -> str:
+        return (self.amplitude_url or INGEST_URLS[self.amplitude_region]).rstrip("/")
+
+    @property
+    def dashboard_url(self) -> str:
+        base = self.amplitude_dashboard_url or self.amplitude_url or DASHBOARD_URLS[self.amplitude_region]
+        return base.rstrip("/")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def clock(self) -> dt.datetime:
+        """The run's notion of now (UTC, aware): the override if set, else the wall clock."""
+        return self.now or dt.datetime.now(dt.timezone.utc)
+
+    def redact(self, text: str) -> str:
+        """Return `text` with both secrets masked; used on every message that leaves ampkit."""
+        for secret in (self.api_key, self.secret_key):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def public(self) -> dict[str, Any]:
+        """The settings as plain values, secrets masked (what `ampkit config` prints)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("api_key", "secret_key"):
+                value = mask(value)
+            elif isinstance(value, (dt.date, dt.datetime)):
+                value = value.isoformat()
+            out[f.name] = value
+        out["ingest_url"] = self.ingest_url
+        out["dashboard_url"] = self.dashboard_url
+        return out
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+SETTINGS = tuple(n for n in FIELDS if n not in ("api_key", "secret_key"))
+
+
+def mask(secret: str) -> str:
+    """Show that a secret is set without showing it."""
+    return "(set)" if secret else "(not set)"
+
+
+def load(overrides: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None,
+         path: str | os.PathLike | None = None) -> Config:
+    """Resolve the configuration from every layer; reads the environment and `ampkit.toml`.
+
+    Args:
+        overrides: CLI flags or notebook parameters (None values are ignored).
+        env: the environment (default `os.environ`).
+        path: an explicit config file; default `$AMPKIT_CONFIG` or `./ampkit.toml` if present.
+    Raises:
+        ConfigError: a malformed file, an unknown key, or a value of the wrong type.
+        SecretError: a secret given in the file or in `overrides`.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    values.update(_from_file(path or env.get("AMPKIT_CONFIG") or CONFIG_FILE, explicit=bool(path or env.get("AMPKIT_CONFIG"))))
+    for name in SETTINGS:
+        key = ENV_PREFIX + name.upper()
+        if env.get(key, "") != "":
+            values[name] = _coerce(name, env[key], f"${key}")
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name in ("api_key", "secret_key") or (name not in FIELDS and SECRET_PATTERN.search(name)):
+            raise SecretError(f"'{name}' looks like a secret; set it in the environment ({', '.join(SECRET_NAMES)}), never as a parameter")
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting '{name}'; known: {', '.join(SETTINGS)}")
+        values[name] = _coerce(name, value, "override")
+    values["api_key"] = _secret("AMPLITUDE_API_KEY", env)
+    values["secret_key"] = _secret("AMPLITUDE_SECRET_KEY", env)
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def _from_file(path: str | os.PathLike, explicit: bool) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        if explicit:
+            raise ConfigError(f"config file {p} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from exc
+    section = data.get("ampkit", data)
+    out = {}
+    for name, value in section.items():
+        if SECRET_PATTERN.search(name):
+            raise SecretError(f"{p}: '{name}' looks like a secret; secrets come only from the environment")
+        if name not in FIELDS:
+            raise ConfigError(f"{p}: unknown key '{name}'; known: {', '.join(SETTINGS)}")
+        out[name] = _coerce(name, value, str(p))
+    return out
+
+
+def _secret(name: str, env: Mapping[str, str]) -> str:
+    if env.get(name):
+        return env[name].strip()
+    file_var = name + "_FILE"
+    if env.get(file_var):
+        try:
+            return Path(env[file_var]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"${file_var} names a file that cannot be read: {exc.strerror}") from None
+    return ""
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "dt.date":
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        if kind == "dt.datetime | None":
+            return parse_time(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting '{name}' from {source}: {exc}") from None
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """Parse an ISO time (or date) into an aware UTC datetime; naive values are taken as UTC."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        t = value
+    elif isinstance(value, dt.date):
+        t = dt.datetime(value.year, value.month, value.day)
+    else:
+        t = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc)
+
+
+def _validate(c: Config) -> None:
+    if c.amplitude_region not in INGEST_URLS:
+        raise ConfigError(f"amplitude_region must be US or EU, got '{c.amplitude_region}'")
+    if c.amplitude_endpoint not in ("batch", "httpapi"):
+        raise ConfigError(f"amplitude_endpoint must be 'batch' or 'httpapi', got '{c.amplitude_endpoint}'")
+    try:
+        ZoneInfo(c.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"time_zone '{c.time_zone}' is not an IANA time zone") from None
+    if not 1 <= c.max_events_per_request <= 2000:
+        raise ConfigError("max_events_per_request must be between 1 and 2000 (Amplitude's cap)")
+    for name in ("concurrency", "lease_seconds", "min_id_length"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    for name in ("lookback_hours", "settle_seconds", "initial_lookback_hours"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
+    for url in (c.amplitude_url, c.amplitude_dashboard_url):
+        if url and not re.match(r"^https?://[^\s/]+", url):
+            raise ConfigError(f"'{url}' is not an http(s) URL")

@@ -1,0 +1,18 @@
+-- The scheduled query that loads amplitude_events from event_logs, hourly.
+-- Incremental and idempotent: a row is staged once, by id, whatever the number of re-runs.
+-- @run_time is BigQuery's scheduled-query parameter (the run's time); loaded_at records it, and
+-- the hourly sync uses loaded_at as its cursor, so a late event gets a late loaded_at.
+-- Rows stamped after @run_time wait for their time: a skewed client clock cannot jump the queue.
+-- @amplitude_start_date: the first day Amplitude holds (2020-12-01 for Sourcegraph Cloud).
+INSERT INTO amplitude_events (
+  id, name, url, user_id, anonymous_user_id, source, argument, public_argument, version,
+  timestamp, feature_flags, cohort_id, first_source_url, last_source_url, referrer, device_id,
+  insert_id, loaded_at)
+SELECT
+  e.id, e.name, e.url, e.user_id, e.anonymous_user_id, e.source, e.argument, e.public_argument,
+  e.version, e.timestamp, e.feature_flags, e.cohort_id, e.first_source_url, e.last_source_url,
+  e.referrer, e.device_id, e.insert_id, @run_time AS loaded_at
+FROM event_logs AS e
+WHERE e.timestamp >= TIMESTAMP(@amplitude_start_date)
+  AND e.timestamp <= @run_time
+  AND NOT EXISTS (SELECT 1 FROM amplitude_events AS a WHERE a.id = e.id)

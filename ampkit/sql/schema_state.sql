@@ -1,0 +1,87 @@
+-- ampkit's own state. Created idempotently on either backend; BigQuery in production, so a wiped
+-- container loses nothing.
+
+-- One row per run: window, counts per stage, per-rule drops, per-reason rejections.
+CREATE TABLE IF NOT EXISTS ampkit_runs (
+  run_id STRING NOT NULL,
+  started_at TIMESTAMP NOT NULL,
+  finished_at TIMESTAMP,
+  status STRING NOT NULL,
+  mode STRING,
+  window_start TIMESTAMP,
+  window_end TIMESTAMP,
+  extracted INT64,
+  sent INT64,
+  accepted INT64,
+  filtered_total INT64,
+  rejected_total INT64,
+  filtered STRING,
+  rejected STRING,
+  data_map_version STRING,
+  duration_seconds FLOAT64,
+  requests INT64,
+  retries INT64,
+  notebook_path STRING,
+  host STRING,
+  error STRING
+);
+
+-- Named cursors; 'watermark' is the loaded_at up to which every row has an outcome.
+CREATE TABLE IF NOT EXISTS ampkit_state (
+  key STRING NOT NULL,
+  value TIMESTAMP,
+  run_id STRING,
+  updated_at TIMESTAMP
+);
+
+-- The lease that keeps runs from overlapping, across hosts.
+CREATE TABLE IF NOT EXISTS ampkit_lease (
+  name STRING NOT NULL,
+  holder STRING,
+  acquired_at TIMESTAMP,
+  expires_at TIMESTAMP
+);
+
+-- The rows of the window a run is working on (a snapshot, so counts and outcomes agree).
+CREATE TABLE IF NOT EXISTS ampkit_pending (
+  run_id STRING NOT NULL,
+  id INT64,
+  name STRING,
+  source STRING,
+  insert_id STRING,
+  event_time TIMESTAMP,
+  loaded_at TIMESTAMP,
+  rule STRING,
+  outcome STRING
+);
+
+-- One row per extracted row: what happened to it (accepted, filtered by a rule, rejected).
+CREATE TABLE IF NOT EXISTS ampkit_deliveries (
+  id INT64,
+  insert_id STRING,
+  name STRING,
+  source STRING,
+  event_time TIMESTAMP,
+  loaded_at TIMESTAMP,
+  outcome STRING NOT NULL,
+  reason STRING,
+  run_id STRING NOT NULL,
+  delivered_at TIMESTAMP
+)
+PARTITION BY DATE(loaded_at)
+CLUSTER BY outcome, name;
+
+-- Events that could not be delivered, with the reason and the event as it would have been sent.
+CREATE TABLE IF NOT EXISTS ampkit_dead_letters (
+  run_id STRING NOT NULL,
+  id INT64,
+  insert_id STRING,
+  name STRING,
+  event_time TIMESTAMP,
+  loaded_at TIMESTAMP,
+  reason STRING NOT NULL,
+  detail STRING,
+  event STRING,
+  created_at TIMESTAMP,
+  replayed_run_id STRING
+);

@@ -1,0 +1,1 @@
+SELECT COUNT(*) AS staged FROM amplitude_events

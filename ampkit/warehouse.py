@@ -1,0 +1,383 @@
+"""The warehouse: one small interface over DuckDB (embedded default) and BigQuery (production).
+
+Every query is a named `.sql` file in BigQuery's dialect (`ampkit/sql/`), run with query
+parameters only: no value is ever formatted into SQL, and the only names that reach SQL text
+(project, dataset, table) are checked against strict patterns first.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+from urllib.parse import parse_qs, urlparse
+
+import pyarrow as pa
+
+from ampkit import sql as sqlfiles
+from ampkit.errors import ConfigError, SchemaError, WarehouseError
+
+logger = logging.getLogger(__name__)
+
+PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-zA-Z0-9_.:-]{1,63}$")
+DATASET_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+TABLE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+BATCH_ROWS = 50_000
+
+# The columns every table must have, with the BigQuery types ampkit relies on.
+EVENT_COLUMNS = {
+    "id": "INT64", "name": "STRING", "url": "STRING", "user_id": "INT64",
+    "anonymous_user_id": "STRING", "source": "STRING", "argument": "STRING",
+    "public_argument": "STRING", "version": "STRING", "timestamp": "TIMESTAMP",
+    "feature_flags": "STRING", "cohort_id": "DATE", "first_source_url": "STRING",
+    "last_source_url": "STRING", "referrer": "STRING", "device_id": "STRING", "insert_id": "STRING",
+}
+TABLES = {"event_logs": EVENT_COLUMNS, "amplitude_events": {**EVENT_COLUMNS, "loaded_at": "TIMESTAMP"}}
+DUCKDB_TYPES = {"INT64": "BIGINT", "STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMP WITH TIME ZONE",
+                "DATE": "DATE", "FLOAT64": "DOUBLE", "BOOL": "BOOLEAN"}
+
+
+def check_identifier(kind: str, value: str, pattern: re.Pattern = TABLE_PATTERN) -> str:
+    """Return `value` if it is a safe identifier of `kind`, else raise ConfigError."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ConfigError(f"{kind} name {value!r} is not valid (letters, digits and _ only)")
+    return value
+
+
+def open(url: str, **options: Any) -> "Warehouse":  # noqa: A001 - the verb of this module
+    """Open the warehouse named by `url`: `duckdb:///path`, `duckdb://:memory:` or `bigquery://PROJECT/DATASET`."""
+    parsed = urlparse(url)
+    if parsed.scheme == "duckdb":
+        # SQLAlchemy's convention: duckdb:///relative/path, duckdb:////absolute/path.
+        rest = url[len("duckdb://"):]
+        target = rest[1:] if rest.startswith("/") else rest
+        return DuckDBWarehouse(target or ":memory:")
+    if parsed.scheme == "bigquery":
+        project = parsed.netloc
+        dataset = parsed.path.strip("/")
+        if not project or not dataset or "/" in dataset:
+            raise ConfigError(f"warehouse URL '{url}' must look like bigquery://PROJECT/DATASET")
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        return BigQueryWarehouse(project, dataset, endpoint=query.get("endpoint"),
+                                 location=options.get("location") or query.get("location") or "US",
+                                 storage_api=options.get("storage_api", False))
+    raise ConfigError(f"unknown warehouse URL '{url}': use duckdb:///path/to/file.duckdb or bigquery://PROJECT/DATASET")
+
+
+class Warehouse:
+    """What the rest of ampkit needs from a warehouse; subclasses do the I/O."""
+
+    dialect = ""
+    name = ""
+
+    def run(self, query: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a named query; returns its last statement's rows as an Arrow table (I/O)."""
+        raise NotImplementedError
+
+    def stream(self, query: str, params: Mapping[str, Any] | None = None,
+               batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """Run a named query and yield its rows in Arrow batches, memory bounded (I/O)."""
+        raise NotImplementedError
+
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Append Arrow rows to `table`, matching columns by name (I/O)."""
+        raise NotImplementedError
+
+    def columns(self, table: str) -> dict[str, str] | None:
+        """The table's columns as {name: BigQuery type}, or None if it does not exist (I/O)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def ensure_tables(self) -> None:
+        """Create event_logs, amplitude_events and ampkit's state tables if absent (idempotent)."""
+        self.run("schema_event_logs")
+        self.run("schema_state")
+
+    def check_table(self, table: str) -> None:
+        """Raise SchemaError naming the first missing or mistyped column of `table`."""
+        expected = TABLES[table]
+        found = self.columns(table)
+        if found is None:
+            raise SchemaError(f"table {self.name}.{table} does not exist; run `ampkit seed` or `ampkit stage` first, or check the warehouse URL")
+        for column, kind in expected.items():
+            if column not in found:
+                raise SchemaError(f"table {self.name}.{table} has no column '{column}' ({kind} expected)")
+            if found[column] != kind:
+                raise SchemaError(f"column {table}.{column} is {found[column]}, expected {kind}")
+
+
+class DuckDBWarehouse(Warehouse):
+    """The embedded warehouse: a DuckDB file (or memory), opened per operation.
+
+    A DuckDB file admits one writing process at a time, so each operation opens, works and
+    closes; a second process (another run, a notebook kernel) waits for the lock instead of
+    failing.
+    """
+
+    dialect = "duckdb"
+    LOCK_WAIT_SECONDS = 120.0
+
+    def __init__(self, path: str):
+        self.path = path
+        self.name = Path(path).name if path != ":memory:" else "memory"
+        self._memory = None
+        if path == ":memory:":
+            import duckdb
+            self._memory = duckdb.connect(":memory:")
+            self._setup(self._memory)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _setup(con) -> None:
+        con.execute("SET TimeZone = 'UTC'")
+
+    @contextlib.contextmanager
+    def connect(self):
+        """A DuckDB connection for one operation, waiting while another process holds the file."""
+        import duckdb
+        if self._memory is not None:
+            yield self._memory
+            return
+        deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {exc}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            self._setup(con)
+            yield con
+        finally:
+            con.close()
+
+    def run(self, query, params=None):
+        statements = sqlfiles.duckdb_statements(query)
+        with self.connect() as con, _translate(query):
+            for statement in statements[:-1]:
+                con.execute(statement, _used_params(statement, params))
+            rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+
+    def stream(self, query, params=None, batch_rows=BATCH_ROWS):
+        statements = sqlfiles.duckdb_statements(query)
+        with self.connect() as con, _translate(query):
+            for statement in statements[:-1]:
+                con.execute(statement, _used_params(statement, params))
+            rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
+            for batch in rel.to_arrow_reader(batch_rows):
+                if batch.num_rows:
+                    yield batch
+
+    def append(self, table, rows):
+        check_identifier("table", table)
+        if rows.num_rows == 0:
+            return
+        with self.connect() as con, _translate(f"append to {table}"):
+            con.register("ampkit_rows", rows)
+            try:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ampkit_rows")
+            finally:
+                con.unregister("ampkit_rows")
+
+    def columns(self, table):
+        check_identifier("table", table)
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [table]).fetchall()
+        if not rows:
+            return None
+        reverse = {v: k for k, v in DUCKDB_TYPES.items()}
+        return {name: reverse.get(kind, kind) for name, kind in rows}
+
+    def close(self):
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
+
+
+def _used_params(statement: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    # DuckDB refuses parameters a statement does not use, and a file's statements use different ones.
+    if not params:
+        return {}
+    return {k: _duck_value(v) for k, v in params.items() if re.search(r"\$" + re.escape(k) + r"\b", statement)}
+
+
+def _duck_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+@contextlib.contextmanager
+def _translate(what: str):
+    """Turn a DuckDB error into a WarehouseError naming the query."""
+    import duckdb
+    try:
+        yield
+    except duckdb.CatalogException as exc:
+        raise SchemaError(f"{what}: {_first_line(exc)}") from None
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{what}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class BigQueryWarehouse(Warehouse):
+    """Google BigQuery through google-cloud-bigquery, with Application Default Credentials.
+
+    Queries run with the dataset as the default dataset, so the `.sql` files name bare tables.
+    Results stream as Arrow record batches; the Storage Read API is opt-in (`storage_api`).
+    """
+
+    dialect = "bigquery"
+
+    def __init__(self, project: str, dataset: str, endpoint: str | None = None,
+                 location: str = "US", storage_api: bool = False):
+        self.project = check_identifier("project", project, PROJECT_PATTERN)
+        self.dataset = check_identifier("dataset", dataset, DATASET_PATTERN)
+        self.name = f"{project}.{dataset}"
+        self.location = location
+        self.storage_api = storage_api
+        self.endpoint = endpoint
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from google.cloud import bigquery
+            options: dict[str, Any] = {"project": self.project, "location": self.location}
+            if self.endpoint:
+                from google.api_core.client_options import ClientOptions
+                from google.auth.credentials import AnonymousCredentials
+                options["client_options"] = ClientOptions(api_endpoint=self.endpoint)
+                # A local stand-in takes no credentials; production always goes through ADC.
+                if urlparse(self.endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+                    options["credentials"] = AnonymousCredentials()
+            with _bq_errors("connect"):
+                self._client = bigquery.Client(**options)
+        return self._client
+
+    def _job_config(self, params: Mapping[str, Any] | None):
+        from google.cloud import bigquery
+        return bigquery.QueryJobConfig(
+            default_dataset=f"{self.project}.{self.dataset}",
+            query_parameters=[_bq_param(k, v) for k, v in (params or {}).items()])
+
+    def _query(self, query: str, params):
+        (statement,) = sqlfiles.bigquery_statements(query)
+        used = {k: v for k, v in (params or {}).items() if re.search("@" + re.escape(k) + r"\b", statement)}
+        with _bq_errors(query):
+            job = self.client.query(statement, job_config=self._job_config(used))
+            return job.result()
+
+    def run(self, query, params=None):
+        rows = self._query(query, params)
+        with _bq_errors(query):
+            return rows.to_arrow(create_bqstorage_client=self.storage_api) if rows.schema else pa.table({})
+
+    def stream(self, query, params=None, batch_rows=BATCH_ROWS):
+        rows = self._query(query, params)
+        if not rows.schema:
+            return
+        with _bq_errors(query):
+            storage = None
+            if self.storage_api:
+                from google.cloud import bigquery_storage
+                storage = bigquery_storage.BigQueryReadClient()
+            for batch in rows.to_arrow_iterable(bqstorage_client=storage):
+                if batch.num_rows:
+                    yield batch
+
+    def append(self, table, rows):
+        from google.cloud import bigquery
+        import pyarrow.parquet as pq
+        check_identifier("table", table)
+        if rows.num_rows == 0:
+            return
+        buffer = io.BytesIO()
+        pq.write_table(rows, buffer)
+        buffer.seek(0)
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
+                                        write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
+        with _bq_errors(f"append to {table}"):
+            job = self.client.load_table_from_file(buffer, f"{self.project}.{self.dataset}.{table}",
+                                                   job_config=config, rewind=True)
+            job.result()
+
+    def columns(self, table):
+        from google.api_core import exceptions as gexc
+        check_identifier("table", table)
+        try:
+            with _bq_errors(f"describe {table}"):
+                t = self.client.get_table(f"{self.project}.{self.dataset}.{table}")
+        except SchemaError:
+            return None
+        return {f.name: {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(f.field_type, f.field_type)
+                for f in t.schema}
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _bq_param(name: str, value: Any):
+    from google.cloud import bigquery
+    if isinstance(value, (list, tuple)):
+        kinds = {_bq_type(v) for v in value} or {"STRING"}
+        if len(kinds) != 1:
+            raise WarehouseError(f"parameter @{name} mixes types {sorted(kinds)}")
+        return bigquery.ArrayQueryParameter(name, kinds.pop(), list(value))
+    return bigquery.ScalarQueryParameter(name, _bq_type(value), value)
+
+
+def _bq_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FLOAT64"
+    if isinstance(value, dt.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    return "STRING"
+
+
+@contextlib.contextmanager
+def _bq_errors(what: str):
+    """Turn google.api_core errors into WarehouseError / SchemaError naming the query."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as aexc
+    try:
+        yield
+    except gexc.NotFound as exc:
+        raise SchemaError(f"{what}: not found in BigQuery: {_bq_message(exc)}") from None
+    except (gexc.GoogleAPIError, aexc.GoogleAuthError) as exc:
+        raise WarehouseError(f"{what}: BigQuery error: {_bq_message(exc)}") from None
+
+
+def _bq_message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or _first_line(exc)

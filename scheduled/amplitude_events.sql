@@ -1,0 +1,1 @@
+../ampkit/sql/amplitude_events.sql
