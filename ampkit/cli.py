@@ -129,6 +129,139 @@ def status(obj):
                    + (f"  last loaded {_t(row['last_loaded'])}" if row["last_loaded"] else ""))
 
 
+@cli.command()
+@click.option("--start", help="Backfill: first event time (ISO, UTC) — sends staged rows without an outcome.")
+@click.option("--end", help="Backfill: end of the range (exclusive; default now).")
+@click.option("--dry-run", is_flag=True, help="Everything but send: counts per rule and sample payloads.")
+@click.option("--force", is_flag=True, help="Resend even beyond Amplitude's 7-day dedup horizon.")
+@click.option("--yes", is_flag=True, help="Confirm a backfill larger than confirm_threshold_events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run result as one JSON object.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "log", "none"]), default="auto", show_default=True)
+@click.option("--lookback-hours", type=int, help="Reach back this far for rows loaded late.")
+@click.option("--amplitude-url", help="Ingestion base URL, e.g. the sandbox ($AMPKIT_AMPLITUDE_URL).")
+@click.option("--endpoint", "amplitude_endpoint", type=click.Choice(["batch", "httpapi"]), help="Batch API (default) or HTTP V2.")
+@click.pass_obj
+@handle_errors
+def sync(obj, start, end, dry_run, force, yes, as_json, progress, lookback_hours, amplitude_url, amplitude_endpoint):
+    """Send the new rows of amplitude_events to Amplitude (or backfill a range)."""
+    from ampkit import sync as syncing
+    config = obj.config(lookback_hours=lookback_hours, amplitude_url=amplitude_url, amplitude_endpoint=amplitude_endpoint)
+    result = syncing.run(config, start=configuration.parse_time(start), end=configuration.parse_time(end),
+                         dry_run=dry_run, force=force, yes=yes, progress="none" if as_json else progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        click.echo(render_sync(result))
+    if result.status == "failed":
+        sys.exit(1)
+
+
+def render_sync(result) -> str:
+    lines = [f"{result.status}: run {result.run_id}"]
+    if result.window_start:
+        lines.append(f"  window     {result.window_start:%Y-%m-%d %H:%M} .. {result.window_end:%Y-%m-%d %H:%M} UTC ({len(result.windows)} hourly window(s))")
+    lines.append(f"  extracted  {result.extracted:>10,}")
+    lines.append(f"  accepted   {result.accepted:>10,}")
+    for rule, n in sorted(result.filtered.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  filtered   {n:>10,}  rule {rule}")
+    for reason, n in sorted(result.rejected.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  rejected   {n:>10,}  {reason} (dead-letter table)")
+    lines.append(f"  requests   {result.requests:>10,}  retries {result.retries:,}  in {result.duration_seconds:.1f}s  data map {result.data_map_version}")
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def runs(obj, limit, as_json):
+    """Show the last runs from the ledger: status, window, counts, duration, lag, run record."""
+    from ampkit import state
+    config = obj.config()
+    with open_warehouse(config) as wh:
+        wh.ensure_tables()
+        rows = state.runs(wh, limit)
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+        return
+    click.echo(f"{'started (UTC)':<17} {'status':<15} {'window':<23} {'extracted':>10} {'accepted':>9} {'filtered':>9} {'rejected':>9} {'secs':>6}  record")
+    for r in rows:
+        window = f"{_t(r['window_start'])[5:]}..{_t(r['window_end'])[11:]}" if r["window_start"] else "-"
+        click.echo(f"{_t(r['started_at']):<17} {r['status']:<15} {window:<23} {r['extracted'] or 0:>10,} {r['accepted'] or 0:>9,} "
+                   f"{r['filtered_total'] or 0:>9,} {r['rejected_total'] or 0:>9,} {r['duration_seconds'] or 0:>6.1f}  {r['notebook_path'] or '-'}")
+
+
+@cli.group()
+def datamap():
+    """The data map: what is sent to Amplitude and why the rest is not."""
+
+
+@datamap.command("check")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 3660), help="Warehouse volumes over the last N days.")
+@click.option("--offline", is_flag=True, help="Validate the file only, without reading the warehouse.")
+@click.pass_obj
+@handle_errors
+def datamap_check(obj, days, offline):
+    """Validate the data map (keys, overlaps, events it never mentions); exit 1 on errors."""
+    from ampkit import datamap as datamaps
+    config = obj.config()
+    m = datamaps.load(config.data_map or None)
+    seen = [] if offline else _volumes(config, days)
+    findings = datamaps.check(m, seen)
+    for f in findings:
+        click.echo(f"{f.level}: {f.message}")
+    errors = sum(f.level == "error" for f in findings)
+    click.echo(f"data map {m.path} version {m.version}: {len(m.rules)} rules, {errors} error(s), {len(findings) - errors} warning(s)")
+    if errors:
+        sys.exit(1)
+
+
+@datamap.command("suggest")
+@click.option("--days", default=28, show_default=True, type=click.IntRange(1, 3660))
+@click.option("--threshold", default=10.0, show_default=True, type=float, help="Events per day under which an event counts as low traffic.")
+@click.pass_obj
+@handle_errors
+def datamap_suggest(obj, days, threshold):
+    """Propose low_traffic exclusions from real volumes, with what each would drop per day."""
+    from ampkit import datamap as datamaps
+    config = obj.config()
+    m = datamaps.load(config.data_map or None)
+    suggestions = datamaps.suggest(m, _volumes(config, days), days, threshold)
+    if not suggestions:
+        click.echo(f"no event sent today is under {threshold:g}/day over the last {days} days")
+    for s in suggestions:
+        click.echo(f"exclude {s.name:<50} ({s.source or '-'}): {s.per_day:8.2f}/day, would drop {s.rows:,} rows over {days} days")
+
+
+@datamap.command("import")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the map here (default: stdout).")
+@handle_errors
+def datamap_import(csv_path, output):
+    """Convert the old spreadsheet export (event name, sent or not, reason) into a data map."""
+    from ampkit import datamap as datamaps
+    with open(csv_path, encoding="utf-8-sig") as f:
+        text = datamaps.from_spreadsheet(f.read())
+    datamaps.parse(text, output or "<imported>")
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
+def _volumes(config, days):
+    now = config.clock()
+    with open_warehouse(config) as wh:
+        wh.check_table("amplitude_events")
+        rows = wh.run("datamap_volumes", {"since": now - dt.timedelta(days=days), "until": now}).to_pylist()
+    return [(r["name"], r["source"], r["row_count"]) for r in rows]
+
+
 def _t(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 

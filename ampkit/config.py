@@ -50,6 +50,7 @@ class Config:
     initial_lookback_hours: int = 6  # where a first run starts when there is no watermark
     max_events_per_request: int = 2000
     concurrency: int = 4
+    gzip: bool = True                # compress request bodies (Amplitude accepts gzip)
     request_timeout_seconds: float = 30.0
     retry_budget_seconds: float = 600.0
     max_backoff_seconds: float = 60.0

@@ -43,7 +43,7 @@ DUCKDB_TYPES = {"INT64": "BIGINT", "STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMP 
 
 def check_identifier(kind: str, value: str, pattern: re.Pattern = TABLE_PATTERN) -> str:
     """Return `value` if it is a safe identifier of `kind`, else raise ConfigError."""
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):  # fullmatch: `$` alone lets "name\n" through
         raise ConfigError(f"{kind} name {value!r} is not valid (letters, digits and _ only)")
     return value
 
@@ -380,4 +380,8 @@ def _bq_errors(what: str):
 
 
 def _bq_message(exc: Exception) -> str:
-    return getattr(exc, "message", None) or _first_line(exc)
+    # A job's exception message carries the errors again plus "\n\nLocation: ...\nJob ID: ..."
+    # (google-cloud-bigquery's footer): BigQuery's own message is the first error's, one line.
+    errors = getattr(exc, "errors", None) or []
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    return _first_line(Exception(first.get("message") or getattr(exc, "message", None) or str(exc)))

@@ -38,6 +38,9 @@ def _safe_to_try(node: exp.Expression) -> exp.Expression:
     # DuckDB's TRY() has the same meaning.
     if isinstance(node, exp.SafeFunc):
         return exp.Anonymous(this="TRY", expressions=[node.this])
+    # FARM_FINGERPRINT only spreads keys over lanes here; DuckDB's HASH does the same job.
+    if isinstance(node, exp.FarmFingerprint):
+        return exp.Anonymous(this="HASH", expressions=node.expressions or [node.this])
     return node
 
 

@@ -85,3 +85,13 @@ CREATE TABLE IF NOT EXISTS ampkit_dead_letters (
   created_at TIMESTAMP,
   replayed_run_id STRING
 );
+
+-- The data map's decision for each (name, source) of a run's window, written by the run.
+CREATE TABLE IF NOT EXISTS ampkit_run_rules (
+  run_id STRING NOT NULL,
+  name STRING,
+  source STRING,
+  action STRING NOT NULL,
+  rule STRING NOT NULL,
+  reason STRING
+);

@@ -1,0 +1,82 @@
+"""The main job on the embedded defaults: seed, stage hourly, sync hourly into the sandbox, reconcile.
+
+Everything runs offline: a DuckDB warehouse under `.ampkit/`, the local Amplitude sandbox on
+127.0.0.1, and a fixed clock so two runs give the same result. Safe to run twice: the seed is
+skipped when the warehouse has data, staging and the sync only move what is new.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from ampkit import config as configuration
+from ampkit import seed, stage, warehouse as warehouses
+
+logger = logging.getLogger(__name__)
+
+DEMO_NOW = "2022-03-14T12:00:00+00:00"
+DEMO_DAYS = 14
+DEMO_EVENTS_PER_DAY = 20_000
+HOURLY_RUNS = 3
+STATE_DIR = Path(".ampkit")
+SECRET_FILES = {"AMPLITUDE_API_KEY": STATE_DIR / "secrets" / "sandbox_api_key",
+                "AMPLITUDE_SECRET_KEY": STATE_DIR / "secrets" / "sandbox_secret_key"}
+
+
+@dataclasses.dataclass
+class DemoResult:
+    """What the demo did and where its records are."""
+
+    seeded: int
+    staged: int
+    runs: list
+    run_records: list[str]
+    reports: list[str]
+    sandbox_db: str
+    reconciliation: object = None
+
+
+def ensure_secrets(env=os.environ) -> None:
+    """Give the sandbox and the sync one key pair: the environment's, or a local one in .ampkit/secrets (0600)."""
+    for name, path in SECRET_FILES.items():
+        if env.get(name) or env.get(name + "_FILE"):
+            continue
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(16))
+            path.chmod(0o600)
+        env[name + "_FILE"] = str(path.resolve())
+
+
+def demo_config(overrides: dict | None = None) -> configuration.Config:
+    """The demo's configuration: the embedded defaults with a fixed clock unless AMPKIT_NOW is set."""
+    values = {"now": os.environ.get("AMPKIT_NOW") or DEMO_NOW}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return configuration.load(values)
+
+
+def prepare(config: configuration.Config) -> tuple[int, int]:
+    """Seed the warehouse if it is empty and replay the hourly staging up to the demo's first run (I/O)."""
+    now = config.clock()
+    seeded = 0
+    with warehouses.open(config.warehouse) as wh:
+        wh.ensure_tables()
+        wh.run("schema_seed")
+        empty = int(wh.run("event_logs_count").column("row_count")[0].as_py()) == 0
+        if empty:
+            result = seed.fill(wh, seed.SeedSpec(start=(now - dt.timedelta(days=DEMO_DAYS - 1)).date(), days=DEMO_DAYS,
+                                                 events_per_day=DEMO_EVENTS_PER_DAY, seed=42))
+            seeded = result.rows
+        first = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=HOURLY_RUNS)
+        staged = stage.run(wh, config, first).staged
+    return seeded, staged
+
+
+def hourly_times(config: configuration.Config) -> list[dt.datetime]:
+    """The demo's scheduled run times: the last HOURLY_RUNS hours, five minutes past each."""
+    top = config.clock().replace(minute=0, second=0, microsecond=0)
+    return [top - dt.timedelta(hours=h) + dt.timedelta(minutes=5) for h in range(HOURLY_RUNS - 1, -1, -1)]

@@ -1,0 +1,446 @@
+"""Event storage: request bodies in an append-only file, an event index in DuckDB.
+
+Each accepted request's body (decoded, api_key masked) is appended to `<db>.bodies`; DuckDB
+holds one small row per event (the columns queries need, plus where its body lies) and one
+row per body. One writer thread owns both: it takes every request queued since its last
+commit (group commit), appends and fsyncs their bodies, commits the rows in one DuckDB
+transaction, then wakes the requests. A request is answered 200 only after that, so a
+restart cannot lose an acknowledged event. `path=None` keeps everything in memory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ampkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# The WAL would otherwise be checkpointed every few requests under load (default 16 MB).
+_CHECKPOINT_THRESHOLD = "256MB"
+_NON_EVENTS = ("$identify", "$groupidentify")
+
+EVENT_SCHEMA = pa.schema([
+    ("idx", pa.int32()),
+    ("app", pa.int32()),
+    ("upload_ms", pa.int64()),
+    ("event_type", pa.string()),
+    ("user_id", pa.string()),
+    ("device_id", pa.string()),
+    ("event_ms", pa.int64()),
+    ("insert_id", pa.string()),
+])
+_EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS bodies (
+    body_id BIGINT NOT NULL, app INTEGER NOT NULL, path VARCHAR NOT NULL, upload_ms BIGINT NOT NULL,
+    client_upload_ms BIGINT, request_ip VARCHAR, body_offset BIGINT NOT NULL, body_length BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT NOT NULL, body_id BIGINT NOT NULL, idx INTEGER NOT NULL, app INTEGER NOT NULL,
+    upload_ms BIGINT NOT NULL, event_type VARCHAR NOT NULL, user_id VARCHAR, device_id VARCHAR NOT NULL,
+    event_ms BIGINT NOT NULL, insert_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """Raised when events could not be committed; the caller answers 503 (not ingested)."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """Where a request came from; stored once per request, shared by its events."""
+
+    app: int
+    path: str
+    upload_ms: int
+    client_upload_ms: int | None
+    request_ip: str | None
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class Pending:
+    """A queued write; `Store.wait` blocks until the writer has committed it (or failed)."""
+
+    body: Body | None
+    events: pa.Table | None
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which stored events a delete touches; every given condition must hold. Times are epoch ms."""
+
+    app: int | None = None
+    event_types: tuple[str, ...] | None = None
+    event_start_ms: int | None = None
+    event_end_ms: int | None = None  # exclusive
+    upload_start_ms: int | None = None
+    upload_end_ms: int | None = None  # exclusive
+    user_ids: tuple[str, ...] | None = None
+    device_ids: tuple[str, ...] | None = None
+    insert_ids: tuple[str, ...] | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value, op in (
+            ("app", self.app, "="), ("event_ms", self.event_start_ms, ">="), ("event_ms", self.event_end_ms, "<"),
+            ("upload_ms", self.upload_start_ms, ">="), ("upload_ms", self.upload_end_ms, "<"),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        for column, values in (("event_type", self.event_types), ("user_id", self.user_ids),
+                               ("device_id", self.device_ids), ("insert_id", self.insert_ids)):
+            if values is not None:
+                clauses.append(f"list_contains(?, {column})")
+                params.append(list(values))
+        return (" AND ".join(clauses) or "TRUE"), params
+
+
+def events_table(app: int, upload_ms: int, event_types: list, user_ids: list, device_ids: list, times_ms: list,
+                 insert_ids: list) -> pa.Table:
+    """One request's events as rows of the index (`idx` = position in the request)."""
+    n = len(event_types)
+    return pa.table([
+        pa.array(np.arange(n, dtype=np.int32)),
+        pa.repeat(pa.scalar(app, pa.int32()), n),
+        pa.repeat(pa.scalar(upload_ms, pa.int64()), n),
+        pa.array(event_types, pa.string()),
+        pa.array(user_ids, pa.string()),
+        pa.array(device_ids, pa.string()),
+        pa.array(times_ms, pa.int64()),
+        pa.array(insert_ids, pa.string()),
+    ], schema=EVENT_SCHEMA)
+
+
+class Store:
+    """Stored events. Writes go through `submit`/`wait`; reads use their own DuckDB cursors."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        try:
+            self._con = duckdb.connect(path or ":memory:")
+        except duckdb.Error as exc:
+            raise ConfigError(f"cannot open the sandbox database {path}: {exc}") from exc
+        # One DuckDB thread: the sandbox's Python threads need the other cores more.
+        _run(self._con, "SET threads = 1")
+        _run(self._con, f"SET checkpoint_threshold = '{_CHECKPOINT_THRESHOLD}'")
+        for statement in filter(str.strip, _DDL.split(";")):
+            _run(self._con, statement)
+        self._next_seq = int(_run(self._con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0][0])
+        self._next_body = int(_run(self._con, "SELECT coalesce(max(body_id), 0) + 1 FROM bodies")[0][0])
+        committed_end = int(_run(self._con, "SELECT coalesce(max(body_offset + body_length), 0) FROM bodies")[0][0])
+        self._bodies = _BodyFile(f"{path}.bodies" if path else None, committed_end)
+        self._salt = self._uuid_salt()
+        self._queue: queue.Queue[Pending | str | None] = queue.Queue()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="sandbox-store-writer", daemon=True)
+        self._writer.start()
+
+    # -- writes ---------------------------------------------------------------------------
+    def submit(self, body: Body | None, events: pa.Table | None) -> Pending:
+        """Queue one request's body and events for the next commit; `wait` blocks until durable.
+
+        Commits happen in submission order, so a request that waits on a later ticket also
+        knows every earlier ticket is committed.
+        """
+        if self._closed:
+            raise StoreError("the sandbox store is closed")
+        pending = Pending(body, events)
+        self._queue.put(pending)
+        return pending
+
+    @staticmethod
+    def wait(pending: Pending) -> None:
+        pending.done.wait()
+        if pending.error is not None:
+            raise StoreError(str(pending.error)) from pending.error
+
+    def delete(self, where: EventFilter) -> list[tuple[int, str, str | None]]:
+        """Delete matching events; returns (app, device_id, insert_id) of every deleted row."""
+        sql, params = where.where()
+        cur = self._con.cursor()
+        try:
+            return _run(cur, f"DELETE FROM events WHERE {sql} RETURNING app, device_id, insert_id", params)
+        finally:
+            cur.close()
+
+    def clear(self) -> None:
+        """Forget every event (done by the writer, after what is already queued)."""
+        pending = Pending(None, None)
+        self._queue.put(("clear", pending))  # type: ignore[arg-type]
+        self.wait(pending)
+
+    # -- reads ----------------------------------------------------------------------------
+    def count(self, app: int | None = None) -> int:
+        sql = "SELECT count(*) FROM events" + (" WHERE app = ?" if app is not None else "")
+        return int(self._fetch(sql, [app] if app is not None else [])[0][0])
+
+    def dedup_keys(self, since_ms: int) -> list[tuple[int, str, str, int]]:
+        """(app, device_id, insert_id, first upload ms) for keys stored since `since_ms`."""
+        return self._fetch(
+            "SELECT app, device_id, insert_id, min(upload_ms) FROM events "
+            "WHERE insert_id IS NOT NULL AND upload_ms >= ? GROUP BY ALL", [since_ms],
+        )
+
+    def export_batches(self, app: int, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
+        """Rows uploaded in [start_ms, end_ms), in arrival order, with their bodies' metadata."""
+        cur = self._con.cursor()
+        try:
+            reader = cur.sql(
+                "SELECT e.seq, e.body_id, e.idx, e.upload_ms, e.event_type, e.user_id, e.device_id, e.event_ms, "
+                "e.insert_id, b.path, b.client_upload_ms, b.request_ip, b.body_offset, b.body_length "
+                "FROM events e JOIN bodies b USING (body_id) "
+                "WHERE e.app = ? AND e.upload_ms >= ? AND e.upload_ms < ? ORDER BY e.upload_ms, e.seq",
+                params=[app, start_ms, end_ms],
+            ).to_arrow_reader(10_000)
+            yield from reader
+        finally:
+            cur.close()
+
+    def body(self, offset: int, length: int) -> bytes:
+        return self._bodies.read(offset, length)
+
+    def uuid_salt(self) -> bytes:
+        """Per-store random bytes that make export uuids unique across resets and databases."""
+        return self._salt
+
+    def interval_counts(
+        self, app: int, event_type: str, starts_ms: Sequence[int], ends_ms: Sequence[int], uniques: bool,
+    ) -> tuple[list[int], int]:
+        """Counts per [start, end) interval of event time, and over all of them together.
+
+        `event_type` may be `_all` or `_active` (every event except identify calls).
+        `uniques` counts distinct users (user_id, else device_id), as Amplitude's uniques do.
+        """
+        bounds = pa.table({"i": pa.array(range(len(starts_ms)), pa.int32()),
+                           "b_start": pa.array(starts_ms, pa.int64()), "b_end": pa.array(ends_ms, pa.int64())})
+        if event_type in ("_all", "_active"):
+            type_sql, params = "event_type NOT IN (?, ?)", list(_NON_EVENTS)
+        else:
+            type_sql, params = "event_type = ?", [event_type]
+        measure = "count(DISTINCT coalesce(user_id, device_id))" if uniques else "count(*)"
+        base = f"SELECT * FROM events WHERE app = ? AND {type_sql} AND event_ms >= ? AND event_ms < ?"
+        args = [app, *params, min(starts_ms), max(ends_ms)]
+        cur = self._con.cursor()
+        try:
+            cur.register("bounds", bounds)
+            per = _run(cur, f"SELECT b.i, {measure} FROM ({base}) e JOIN bounds b "
+                            "ON e.event_ms >= b.b_start AND e.event_ms < b.b_end GROUP BY b.i", args)
+            whole = _run(cur, f"SELECT {measure} FROM ({base}) e WHERE EXISTS "
+                              "(SELECT 1 FROM bounds b WHERE e.event_ms >= b.b_start AND e.event_ms < b.b_end)",
+                         args)[0][0]
+        finally:
+            cur.close()
+        counts = [0] * len(starts_ms)
+        for i, n in per:
+            counts[i] = int(n)
+        return counts, int(whole)
+
+    def event_type_totals(self, app: int, start_ms: int, end_ms: int) -> dict[str, int]:
+        """Every event type ever stored for the app, with its count of events in [start, end) event time."""
+        rows = self._fetch(
+            "SELECT event_type, count(*) FILTER (WHERE event_ms >= ? AND event_ms < ?) FROM events "
+            "WHERE app = ? AND event_type NOT IN (?, ?) GROUP BY event_type ORDER BY event_type",
+            [start_ms, end_ms, app, *_NON_EVENTS],
+        )
+        return {t: int(n) for t, n in rows}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Commit what is queued, checkpoint, and close. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        try:
+            if self.path:
+                _run(self._con, "CHECKPOINT")
+        finally:
+            self._con.close()
+            self._bodies.close()
+
+    def _fetch(self, sql: str, params: list[Any]) -> list:
+        cur = self._con.cursor()
+        try:
+            return _run(cur, sql, params)
+        finally:
+            cur.close()
+
+    def _uuid_salt(self) -> bytes:
+        rows = _run(self._con, "SELECT value FROM meta WHERE key = 'uuid_salt'")
+        if rows:
+            return bytes.fromhex(rows[0][0])
+        salt = secrets.token_bytes(16)
+        _run(self._con, "INSERT INTO meta VALUES ('uuid_salt', ?)", [salt.hex()])
+        return salt
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            commits: list[Pending] = []
+            for item in group:
+                if isinstance(item, tuple):  # a clear(): commit what came before it, then clear
+                    self._commit(commits)
+                    commits = []
+                    self._clear(item[1])
+                else:
+                    commits.append(item)
+            self._commit(commits)
+            if stop:
+                return
+
+    def _commit(self, group: list[Pending]) -> None:
+        if not group:
+            return
+        try:
+            writes = [p for p in group if p.events is not None and p.events.num_rows and p.body is not None]
+            if writes:
+                self._insert(writes)
+        except Exception as exc:  # answered as 503 by the caller; nothing of this group is stored
+            logger.exception("sandbox store commit failed requests=%d", len(group))
+            for pending in group:
+                pending.error = exc
+        finally:
+            for pending in group:
+                pending.done.set()
+
+    def _insert(self, writes: list[Pending]) -> None:
+        body_rows: dict[str, list[Any]] = {k: [] for k in (
+            "body_id", "app", "path", "upload_ms", "client_upload_ms", "request_ip", "body_offset", "body_length")}
+        tables = []
+        for pending in writes:
+            body = pending.body
+            assert body is not None and pending.events is not None
+            offset = self._bodies.append(body.data)
+            body_id = self._next_body + len(tables)
+            for key, value in (("body_id", body_id), ("app", body.app), ("path", body.path),
+                               ("upload_ms", body.upload_ms), ("client_upload_ms", body.client_upload_ms),
+                               ("request_ip", body.request_ip), ("body_offset", offset),
+                               ("body_length", len(body.data))):
+                body_rows[key].append(value)
+            events = pending.events
+            tables.append(events.append_column("body_id", pa.repeat(pa.scalar(body_id, pa.int64()), events.num_rows)))
+        self._bodies.sync()
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        n = table.num_rows
+        table = table.append_column("seq", pa.array(np.arange(self._next_seq, self._next_seq + n)))
+        con = self._con
+        con.register("incoming_bodies", pa.table(body_rows))
+        con.register("incoming_events", table)
+        try:
+            _run(con, "BEGIN TRANSACTION")
+            _run(con, "INSERT INTO bodies SELECT body_id, app, path, upload_ms, client_upload_ms, request_ip, "
+                      "body_offset, body_length FROM incoming_bodies")
+            _run(con, f"INSERT INTO events SELECT seq, body_id, {_EVENT_COLUMNS} FROM incoming_events")
+            _run(con, "COMMIT")
+        except BaseException:
+            try:
+                _run(con, "ROLLBACK")
+            except duckdb.Error:
+                pass  # DuckDB already aborted the transaction
+            raise
+        finally:
+            con.unregister("incoming_bodies")
+            con.unregister("incoming_events")
+        self._next_seq += n
+        self._next_body += len(tables)
+
+    def _clear(self, pending: Pending) -> None:
+        try:
+            for table in ("events", "bodies"):
+                _run(self._con, f"DELETE FROM {table}")
+            _run(self._con, "DELETE FROM meta WHERE key = 'uuid_salt'")
+            self._salt = self._uuid_salt()
+            self._bodies.truncate()
+        except Exception as exc:
+            pending.error = exc
+        finally:
+            pending.done.set()
+
+
+class _BodyFile:
+    """Append-only request bodies: a file next to the database, or a dict in memory."""
+
+    def __init__(self, path: str | None, committed_end: int) -> None:
+        self._path = path
+        self._memory: dict[int, bytes] = {}
+        self._end = 0
+        self._fd: int | None = None
+        if path is not None:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            size = os.fstat(self._fd).st_size
+            if committed_end == 0 and size:
+                os.ftruncate(self._fd, 0)  # left over from a database that no longer exists
+                size = 0
+            # Bytes past the last committed body belong to a commit a crash interrupted.
+            self._end = max(size, committed_end)
+
+    def append(self, data: bytes) -> int:
+        offset = self._end
+        if self._fd is None:
+            self._memory[offset] = data
+        else:
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += os.pwrite(self._fd, view[written:], offset + written)
+        self._end += len(data)
+        return offset
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self._fd is None:
+            return self._memory[offset]
+        return os.pread(self._fd, length, offset)
+
+    def truncate(self) -> None:
+        self._memory.clear()
+        self._end = 0
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _run(con: Any, sql: str, params: list[Any] | None = None) -> list:
+    """Execute and consume: DuckDB refuses other work on a connection with an unread result."""
+    return con.execute(sql, params or []).fetchall()

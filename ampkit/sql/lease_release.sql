@@ -1,0 +1,1 @@
+DELETE FROM ampkit_lease WHERE name = @name AND holder = @holder

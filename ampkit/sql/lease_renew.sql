@@ -1,0 +1,1 @@
+UPDATE ampkit_lease SET expires_at = @expires_at WHERE name = @name AND holder = @holder

@@ -1,0 +1,76 @@
+-- The transform: a run's sendable rows as Amplitude events, built and checked in the engine.
+-- One row per event: `event` is the request-ready JSON (followed by a comma, so consecutive
+-- events concatenate into a request body without per-event work), `reject_reason` is set for
+-- rows that cannot become a valid event (they go to the dead-letter table, never to Amplitude).
+-- The private `argument` column is never read here: only public_argument leaves the company.
+WITH rows AS (
+  SELECT
+    a.id, a.name, a.source, a.timestamp, a.loaded_at,
+    IF(a.user_id > 0, LPAD(CAST(a.user_id AS STRING), 6, '0'), CAST(NULL AS STRING)) AS user_key,
+    COALESCE(NULLIF(TRIM(a.device_id), ''),
+             IF(a.anonymous_user_id IN ('backend', ''), CAST(NULL AS STRING), TRIM(a.anonymous_user_id))) AS raw_device,
+    COALESCE(NULLIF(a.insert_id, ''), CONCAT('sg-', TO_HEX(SHA256(CONCAT('event_logs:', CAST(a.id AS STRING)))))) AS insert_key,
+    -- Values that look like e-mail addresses or access tokens never leave, even in public_argument.
+    REGEXP_REPLACE(
+      REGEXP_REPLACE(COALESCE(NULLIF(TRIM(a.public_argument), ''), '{}'),
+        r'[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[redacted-email]'),
+      r'(sgp_|ghp_|gho_|github_pat_|glpat-|xox[abprs]-|AKIA)[A-Za-z0-9_-]{8,}|[A-Fa-f0-9]{40,}', '[redacted-token]') AS properties_text,
+    COALESCE(NULLIF(TRIM(a.feature_flags), ''), '{}') AS flags_text,
+    a.cohort_id, a.first_source_url, a.referrer, a.version, a.anonymous_user_id
+  FROM ampkit_pending AS p
+  JOIN amplitude_events AS a ON a.id = p.id
+  JOIN ampkit_run_rules AS r
+    ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
+  WHERE p.run_id = @run_id AND r.action = 'send' AND p.event_time >= @start_time
+),
+checked AS (
+  SELECT
+    *,
+    -- An id Amplitude would refuse (too short, blocklisted) is dropped; the row then needs the other id.
+    IF(raw_device IS NULL OR LENGTH(raw_device) < @min_id_length OR LOWER(raw_device) IN UNNEST(@blocklist),
+       CAST(NULL AS STRING), raw_device) AS device_key,
+    SAFE.PARSE_JSON(properties_text) AS properties,
+    SAFE.PARSE_JSON(flags_text) AS flags,
+    ROW_NUMBER() OVER (PARTITION BY insert_key ORDER BY id) AS copy_number
+  FROM rows
+)
+SELECT
+  id, name, timestamp AS event_time, loaded_at, insert_key AS insert_id, device_key AS device_id, user_key AS user_id,
+  CASE
+    WHEN name IS NULL OR TRIM(name) = '' THEN 'missing_event_type'
+    WHEN LENGTH(name) > 1024 THEN 'event_type_too_long'
+    WHEN user_key IS NULL AND device_key IS NULL AND raw_device IS NOT NULL THEN 'invalid_id'
+    WHEN user_key IS NULL AND device_key IS NULL THEN 'no_id'
+    WHEN timestamp IS NULL THEN 'invalid_time'
+    WHEN timestamp > @future_limit THEN 'future_time'
+    WHEN properties IS NULL THEN 'malformed_public_argument'
+    WHEN NOT STARTS_WITH(TRIM(properties_text), '{') THEN 'malformed_public_argument'
+    WHEN LENGTH(properties_text) > @max_properties_bytes THEN 'properties_too_large'
+    WHEN REGEXP_CONTAINS(properties_text, r'"(?:[^"\\]|\\.){1000}(?:[^"\\]|\\.){25,}"') THEN 'property_too_long'
+    WHEN copy_number > 1 THEN 'duplicate_insert_id'
+    WHEN EXISTS (SELECT 1 FROM ampkit_deliveries AS d
+                 WHERE d.insert_id = insert_key AND d.outcome = 'accepted' AND d.loaded_at > @dedup_start) THEN 'duplicate_insert_id'
+    ELSE CAST(NULL AS STRING)
+  END AS reject_reason,
+  COALESCE(device_key, CONCAT('user:', user_key)) AS lane_key,
+  -- Events of one id always share a lane, and a lane sends in time order.
+  ABS(MOD(FARM_FINGERPRINT(COALESCE(device_key, CONCAT('user:', user_key), '')), @lanes)) AS lane,
+  -- Built field by field so that absent ids are left out rather than sent as null.
+  CONCAT(
+    '{"event_type":', TO_JSON_STRING(name),
+    IF(user_key IS NULL, '', CONCAT(',"user_id":', TO_JSON_STRING(user_key))),
+    IF(device_key IS NULL, '', CONCAT(',"device_id":', TO_JSON_STRING(device_key))),
+    ',"time":', CAST(UNIX_MILLIS(timestamp) AS STRING),
+    ',"insert_id":', TO_JSON_STRING(insert_key),
+    IF(source IS NULL, '', CONCAT(',"platform":', TO_JSON_STRING(source))),
+    IF(version IS NULL, '', CONCAT(',"app_version":', TO_JSON_STRING(version))),
+    ',"event_properties":', COALESCE(TO_JSON_STRING(properties), '{}'),
+    ',"user_properties":', TO_JSON_STRING(STRUCT(
+      IF(anonymous_user_id IN ('backend', ''), CAST(NULL AS STRING), anonymous_user_id) AS anonymous_user_id,
+      IF(STARTS_WITH(TRIM(flags_text), '{'), flags, CAST(NULL AS JSON)) AS feature_flags,
+      CAST(cohort_id AS STRING) AS cohort_id,
+      first_source_url,
+      referrer)),
+    '},') AS event
+FROM checked
+ORDER BY timestamp, id

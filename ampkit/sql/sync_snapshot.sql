@@ -1,0 +1,15 @@
+-- Snapshot the rows of a window that have no outcome yet, so counts and outcomes agree.
+-- The window is on loaded_at; @lookback_start reaches back for rows loaded late (a load that
+-- committed after the watermark passed its loaded_at). Rows that already have an outcome are skipped.
+-- For a backfill, @event_start/@event_end bound the event time instead.
+DELETE FROM ampkit_pending WHERE TRUE;
+DELETE FROM ampkit_run_rules WHERE TRUE;
+INSERT INTO ampkit_pending (run_id, id, name, source, insert_id, event_time, loaded_at, rule, outcome)
+SELECT @run_id, a.id, a.name, a.source, a.insert_id, a.timestamp, a.loaded_at, CAST(NULL AS STRING), CAST(NULL AS STRING)
+FROM amplitude_events AS a
+WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
+  AND a.timestamp >= @event_start AND a.timestamp < @event_end
+  AND NOT EXISTS (
+    SELECT 1 FROM ampkit_deliveries AS d
+    WHERE d.id = a.id AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end);
+SELECT COUNT(*) AS extracted FROM ampkit_pending WHERE run_id = @run_id

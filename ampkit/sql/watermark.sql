@@ -1,0 +1,1 @@
+SELECT MAX(value) AS watermark FROM ampkit_state WHERE key = 'watermark'
