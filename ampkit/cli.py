@@ -262,6 +262,37 @@ def _volumes(config, days):
     return [(r["name"], r["source"], r["row_count"]) for r in rows]
 
 
+@cli.command("run-notebook")
+@click.argument("name")
+@click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A notebook parameter (never a secret: parameters are archived in the run record).")
+@click.option("--cell-timeout", default=1800, show_default=True, type=click.IntRange(1), help="Seconds one cell may run.")
+@click.option("--timeout", default=3300, show_default=True, type=click.IntRange(1), help="Seconds the whole run may take.")
+@click.option("--runs-dir", help="Where run records go: a local path or gs://bucket/prefix ($AMPKIT_RUNS_DIR).")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.pass_obj
+@handle_errors
+def run_notebook(obj, name, parameters, cell_timeout, timeout, runs_dir, no_report):
+    """Execute a notebook (e.g. hourly_sync) with papermill as a scheduled run; exit non-zero if it failed."""
+    from ampkit import runner
+    config = obj.config(runs_dir=runs_dir)
+    values = {}
+    for key, value in parameters:
+        values[key] = _parameter_value(value)
+    result = runner.run(name, values, config=config, cell_timeout_seconds=cell_timeout,
+                        timeout_seconds=timeout, report=not no_report)
+    click.echo(f"{result.status}: {result.name} in {result.seconds:.1f}s; record {result.notebook_path or '-'}"
+               + (f"; report {result.report_path}" if result.report_path else ""))
+    sys.exit(result.exit_code if result.exit_code else 0)
+
+
+def _parameter_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _t(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 

@@ -51,6 +51,10 @@ def acquire(warehouse, holder: str, seconds: int) -> None:
     table = warehouse.run("lease_acquire", {"name": LEASE_NAME, "holder": holder, "now": now,
                                             "expires_at": now + dt.timedelta(seconds=seconds)})
     rows = table.to_pylist()
+    if rows and rows[0]["holder"] != holder and is_dead(rows[0]["holder"]):
+        logger.warning("lease holder %s is gone; taking over", rows[0]["holder"])
+        warehouse.run("lease_break", {"name": LEASE_NAME, "holder": rows[0]["holder"]})
+        return acquire(warehouse, holder, seconds)
     if not rows or rows[0]["holder"] != holder:
         current = rows[0] if rows else {"holder": "unknown", "expires_at": None}
         raise LockedError(f"another sync holds the lease ({current['holder']}, until {current['expires_at']})",
@@ -61,6 +65,20 @@ def renew(warehouse, holder: str, seconds: int) -> None:
     """Extend our lease (I/O)."""
     warehouse.run("lease_renew", {"name": LEASE_NAME, "holder": holder,
                                   "expires_at": wall_clock() + dt.timedelta(seconds=seconds)})
+
+
+def is_dead(holder: str) -> bool:
+    """True when `holder` ran on this host and its process is gone (a crashed run)."""
+    try:
+        host, pid = holder.rsplit("@", 1)[1].rsplit(":", 1)
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, IndexError, PermissionError, OSError):
+        return False
+    return False
 
 
 def release(warehouse, holder: str) -> None:

@@ -362,3 +362,9 @@ def _dead_rows(run_id: str, batch: pa.RecordBatch, dead: list[tuple[int, str, st
 def _sample(batch: pa.RecordBatch) -> dict:
     import orjson
     return orjson.loads(batch.column("event")[0].as_py().rstrip(","))
+
+
+def breakdown(config: Config, run_id: str):
+    """A run's events per event type, outcome and rule or reason, as a DataFrame (I/O)."""
+    with warehouses.open(config.warehouse, location=config.bigquery_location) as wh:
+        return wh.run("sync_breakdown", {"run_id": run_id}).to_pandas()

@@ -120,7 +120,7 @@ def bigquery_type(parameter_type: dict) -> str:
         return f"ARRAY<{bigquery_type(parameter_type['arrayType'])}>"
     if kind in ("STRUCT", "RANGE", ""):
         raise BigQueryError("invalidQuery", f"the stand-in does not support {kind or 'untyped'} query parameters")
-    return kind
+    return STANDARD.get(kind, kind)  # the client may send legacy names (INTEGER, FLOAT, BOOLEAN)
 
 
 def parameter_value(parameter_type: dict, value: dict | None) -> Any:
@@ -145,8 +145,9 @@ def translate(text: str, default_dataset: str | None = None,
     except sqlglot.errors.ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = f" at [{first.get('line', 1)}:{first.get('col', 1)}]" if first else ""
-        raise BigQueryError("invalidQuery", f"Syntax error: {first.get('description', str(exc).splitlines()[0])}{where}",
-                            "query") from None
+        what = re.sub(r"<Token token_type: [^,]+, text: (.*?), line: .*?>", r'"\1"',
+                      first.get("description") or str(exc).splitlines()[0])
+        raise BigQueryError("invalidQuery", f"Syntax error: {what}{where}", "query") from None
     if not trees:
         raise BigQueryError("invalidQuery", "Syntax error: Unexpected end of script at [1:1]", "query")
     out = []
@@ -323,7 +324,8 @@ class BigQueryStandin:
         Handler.standin = standin
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bigquery-standin", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        name="bigquery-standin", daemon=True)
         self._thread.start()
         return self
 
@@ -369,7 +371,7 @@ class BigQueryStandin:
 
     def table(self, dataset: str, table: str) -> pa.Table:
         with self.lock:
-            return self.duckdb.execute(f'SELECT * FROM "{dataset}"."{table}"').to_arrow_table()
+            return self.duckdb.sql(f'SELECT * FROM "{dataset}"."{table}"').to_arrow_table()
 
     # -- jobs --
     def insert_job(self, project: str, resource: dict, data: bytes | None = None) -> Job:

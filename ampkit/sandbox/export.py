@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ampkit.sandbox.ingest import MAX_STRING_LENGTH
+from ampkit.sandbox.ingest import MAX_STRING_LENGTH, device_id_for_user
 from ampkit.sandbox.reply import Reply
 
 HOUR_MS = 3600 * 1000
@@ -82,7 +82,7 @@ def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[
     hour = part = None
     total_bytes = 0
     rows = 0
-    parsed_body: tuple[int, list] = (-1, [])
+    parsed_body: tuple[int, list] = (-1, [])  # (body_offset, its events)
 
     def flush() -> None:
         if lines:
@@ -98,9 +98,9 @@ def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[
             elif len(lines) >= part_max_rows:
                 flush()
                 part += 1
-            if record["body_id"] != parsed_body[0]:
+            if record["body_offset"] != parsed_body[0]:
                 data = read_body(record["body_offset"], record["body_length"])
-                parsed_body = (record["body_id"], orjson.loads(data)["events"])
+                parsed_body = (record["body_offset"], orjson.loads(data)["events"])
             event = parsed_body[1][record["idx"]]
             line = orjson.dumps(to_row(record, event, app, row_uuid(salt, record["seq"]))) + b"\n"
             total_bytes += len(line)
@@ -124,7 +124,8 @@ def to_row(record: dict[str, Any], event: dict[str, Any], app: int, uuid: str) -
     event = truncate(event)
     upload = format_ms(record["upload_ms"])
     event_time = format_ms(record["event_ms"])
-    user_id, device_id = record["user_id"], record["device_id"]
+    user_id = record["user_id"]
+    device_id = record["device_id"] or device_id_for_user(user_id)
     event_properties = event.get("event_properties") if isinstance(event.get("event_properties"), dict) else {}
     event_properties = {**event_properties, **_revenue(event)}
     user_properties = event.get("user_properties") if isinstance(event.get("user_properties"), dict) else {}

@@ -175,7 +175,7 @@ class Service:
         sep = "\x1f"  # key_of(), inlined: this runs for every event
         keys = [d + sep + i if i is not None else None for d, i in zip(accepted.effective_device_ids, accepted.insert_ids)]
         users, devices = id_counts(accepted.user_ids), id_counts(accepted.device_ids)
-        table = events_table(app, now, accepted.event_types, accepted.user_ids, accepted.effective_device_ids,
+        table = events_table(app, now, accepted.event_types, accepted.user_ids, accepted.device_ids,
                              accepted.times_ms, accepted.insert_ids)
         # The stored body is what export reads back; the project's key has no business on disk.
         stored_body = Body(app, path, now, accepted.client_upload_ms, client_ip, _mask_key(data, project.api_key))
@@ -186,10 +186,13 @@ class Service:
                 meta["events_throttled"] = n
                 return Reply.json(429, self._throttle_body(path, verdict, accepted), meta=meta)
             duplicates, added = self._dedup[app].admit(keys, now)
-            throttle.record(users, devices, n, now)
             if duplicates:
                 dropped = set(duplicates)
-                table = table.filter(pa.array([i not in dropped for i in range(n)]))
+                kept = [i not in dropped for i in range(n)]
+                table = table.filter(pa.array(kept))
+                users = id_counts([u for u, k in zip(accepted.user_ids, kept) if k])
+                devices = id_counts([d for d, k in zip(accepted.device_ids, kept) if k])
+            throttle.record(users, devices, n - len(duplicates), now)
             pending = self.store.submit(stored_body, table)
         try:
             self.store.wait(pending)
@@ -392,8 +395,9 @@ class Service:
         with self._ingest_lock:
             deleted = self.store.delete(where)
             if forget:
-                for app, device_id, insert_id in deleted:
+                for app, device_id, user_id, insert_id in deleted:
                     if insert_id is not None and app in self._dedup:
+                        device_id = device_id or ingest.device_id_for_user(user_id)
                         self._dedup[app].forget([key_of(device_id, insert_id)])
         self.stats.add(events_deleted=len(deleted))
         return {"deleted": len(deleted)}
@@ -416,7 +420,7 @@ class Service:
         accepted = ingest.check_events(project, events, 1, now)
         if isinstance(accepted, Reply):
             raise ValueError(f"seeded events must have event_type and user_id or device_id: {accepted.body.decode()}")
-        table = events_table(app, now, accepted.event_types, accepted.user_ids, accepted.effective_device_ids,
+        table = events_table(app, now, accepted.event_types, accepted.user_ids, accepted.device_ids,
                              accepted.times_ms, accepted.insert_ids)
         body = Body(app, path, now, None, payload.get("request_ip"), orjson.dumps({"events": events}))
         keys = [key_of(d, i) for d, i in zip(accepted.effective_device_ids, accepted.insert_ids) if i is not None]
@@ -433,19 +437,28 @@ class Service:
         self._throttles: dict[tuple[int, str], Throttle] = {}
         self._budgets: dict[int, DashboardBudget] = {}
         for project in config.projects:
-            daily = DailyQuota(config.daily_quota)
+            app = project.app_id
+            daily = DailyQuota(config.daily_quota, self._loader(app, None, "user_id"),
+                               self._loader(app, None, "device_id"))
             for path, (_, eps) in self._limits.items():
                 project_eps = config.project_eps if path == "/2/httpapi" else None
-                self._throttles[(project.app_id, path)] = Throttle(eps, config.throttle_window_seconds, daily, project_eps)
+                self._throttles[(app, path)] = Throttle(
+                    eps, config.throttle_window_seconds, daily, self._loader(app, path, "user_id"),
+                    self._loader(app, path, "device_id"), project_eps)
             self._budgets[project.app_id] = DashboardBudget(
                 config.dashboard_max_concurrency, config.dashboard_cost_per_5_minutes, config.dashboard_cost_per_hour)
+
+    def _loader(self, app: int, path: str | None, column: str) -> Any:
+        """Exact per-id counts for a throttle window, read from the store when it needs them."""
+        return lambda since_ms, bucket_ms: self.store.id_counts(app, path, column, since_ms, bucket_ms)
 
     def _restore_dedup(self) -> None:
         window_ms = self.config.dedup_window_seconds * 1000
         self._dedup = {p.app_id: DedupIndex(window_ms) for p in self.config.projects}
         rows = self.store.dedup_keys(self.clock.now_ms() - window_ms)
-        for app, device_id, insert_id, first_ms in rows:
+        for app, device_id, user_id, insert_id, first_ms in rows:
             if app in self._dedup:
+                device_id = device_id or ingest.device_id_for_user(user_id)
                 self._dedup[app].load([(key_of(device_id, insert_id), first_ms)])
         if rows:
             logger.info("sandbox restored dedup keys=%d", len(rows))
@@ -454,7 +467,18 @@ class Service:
 def _mask_key(data: bytes, api_key: str) -> bytes:
     """Replace the key's JSON string with asterisks of the same length (JSON stays valid)."""
     quoted = orjson.dumps(api_key)
-    return data.replace(quoted, b'"' + b"*" * (len(quoted) - 2) + b'"')
+    masked = b'"' + b"*" * (len(quoted) - 2) + b'"'
+    # One forward scan; bytes.replace would scan twice and copy even when it usually finds
+    # the key within the first few bytes.
+    parts = []
+    start = 0
+    while (found := data.find(quoted, start)) != -1:
+        parts += (data[start:found], masked)
+        start = found + len(quoted)
+    if not parts:
+        return data
+    parts.append(data[start:])
+    return b"".join(parts)
 
 
 def _control_error(status: int, message: str) -> Reply:

@@ -1,10 +1,10 @@
 """Event storage: request bodies in an append-only file, an event index in DuckDB.
 
 Each accepted request's body (decoded, api_key masked) is appended to `<db>.bodies`; DuckDB
-holds one small row per event (the columns queries need, plus where its body lies) and one
-row per body. One writer thread owns both: it takes every request queued since its last
-commit (group commit), appends and fsyncs their bodies, commits the rows in one DuckDB
-transaction, then wakes the requests. A request is answered 200 only after that, so a
+holds one small row per event: the columns queries need, and where its body lies. One
+writer thread owns both: it takes every request queued since its last commit (group
+commit), appends and fsyncs their bodies, inserts all their rows in one DuckDB statement
+(one transaction), then wakes the requests. A request is answered 200 only after that, so a
 restart cannot lose an acknowledged event. `path=None` keeps everything in memory.
 """
 from __future__ import annotations
@@ -42,18 +42,19 @@ EVENT_SCHEMA = pa.schema([
 ])
 _EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
 
+# Per-request values (path, ip, body position) are repeated on every row rather than kept in
+# a second table: DuckDB compresses the repeats away, and a second INSERT per commit would
+# cost about as much as the rows themselves.
 _DDL = """
-CREATE TABLE IF NOT EXISTS bodies (
-    body_id BIGINT NOT NULL, app INTEGER NOT NULL, path VARCHAR NOT NULL, upload_ms BIGINT NOT NULL,
-    client_upload_ms BIGINT, request_ip VARCHAR, body_offset BIGINT NOT NULL, body_length BIGINT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS events (
-    seq BIGINT NOT NULL, body_id BIGINT NOT NULL, idx INTEGER NOT NULL, app INTEGER NOT NULL,
-    upload_ms BIGINT NOT NULL, event_type VARCHAR NOT NULL, user_id VARCHAR, device_id VARCHAR NOT NULL,
-    event_ms BIGINT NOT NULL, insert_id VARCHAR
+    seq BIGINT NOT NULL, idx INTEGER NOT NULL, app INTEGER NOT NULL, upload_ms BIGINT NOT NULL,
+    event_type VARCHAR NOT NULL, user_id VARCHAR, device_id VARCHAR, event_ms BIGINT NOT NULL,
+    insert_id VARCHAR, path VARCHAR NOT NULL, client_upload_ms BIGINT, request_ip VARCHAR,
+    body_offset BIGINT NOT NULL, body_length BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 """
+_ROW_COLUMNS = _EVENT_COLUMNS + ", path, client_upload_ms, request_ip, body_offset, body_length"
 
 
 class StoreError(Exception):
@@ -62,7 +63,7 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class Body:
-    """Where a request came from; stored once per request, shared by its events."""
+    """A request's body and where it came from, shared by its events."""
 
     app: int
     path: str
@@ -116,7 +117,11 @@ class EventFilter:
 
 def events_table(app: int, upload_ms: int, event_types: list, user_ids: list, device_ids: list, times_ms: list,
                  insert_ids: list) -> pa.Table:
-    """One request's events as rows of the index (`idx` = position in the request)."""
+    """One request's events as rows of the index (`idx` = position in the request).
+
+    `device_ids` are as sent (None when absent); the derived device id of a user-only event
+    is recomputed where needed, so throttling can tell sent ids from derived ones.
+    """
     n = len(event_types)
     return pa.table([
         pa.array(np.arange(n, dtype=np.int32)),
@@ -145,10 +150,11 @@ class Store:
         for statement in filter(str.strip, _DDL.split(";")):
             _run(self._con, statement)
         self._next_seq = int(_run(self._con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0][0])
-        self._next_body = int(_run(self._con, "SELECT coalesce(max(body_id), 0) + 1 FROM bodies")[0][0])
-        committed_end = int(_run(self._con, "SELECT coalesce(max(body_offset + body_length), 0) FROM bodies")[0][0])
+        committed_end = int(_run(self._con, "SELECT coalesce(max(body_offset + body_length), 0) FROM events")[0][0])
         self._bodies = _BodyFile(f"{path}.bodies" if path else None, committed_end)
         self._salt = self._uuid_salt()
+        # pyarrow initialises lazily (~0.2 s); pay it now rather than in the first request.
+        events_table(0, 0, [""], [None], [""], [0], [None])
         self._queue: queue.Queue[Pending | str | None] = queue.Queue()
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="sandbox-store-writer", daemon=True)
@@ -173,12 +179,16 @@ class Store:
         if pending.error is not None:
             raise StoreError(str(pending.error)) from pending.error
 
-    def delete(self, where: EventFilter) -> list[tuple[int, str, str | None]]:
-        """Delete matching events; returns (app, device_id, insert_id) of every deleted row."""
+    def flush(self) -> None:
+        """Wait until everything submitted so far is committed."""
+        self.wait(self.submit(None, None))
+
+    def delete(self, where: EventFilter) -> list[tuple[int, str | None, str | None, str | None]]:
+        """Delete matching events; returns (app, device_id, user_id, insert_id) of every deleted row."""
         sql, params = where.where()
         cur = self._con.cursor()
         try:
-            return _run(cur, f"DELETE FROM events WHERE {sql} RETURNING app, device_id, insert_id", params)
+            return _run(cur, f"DELETE FROM events WHERE {sql} RETURNING app, device_id, user_id, insert_id", params)
         finally:
             cur.close()
 
@@ -193,11 +203,23 @@ class Store:
         sql = "SELECT count(*) FROM events" + (" WHERE app = ?" if app is not None else "")
         return int(self._fetch(sql, [app] if app is not None else [])[0][0])
 
-    def dedup_keys(self, since_ms: int) -> list[tuple[int, str, str, int]]:
-        """(app, device_id, insert_id, first upload ms) for keys stored since `since_ms`."""
+    def dedup_keys(self, since_ms: int) -> list[tuple[int, str | None, str | None, str, int]]:
+        """(app, device_id, user_id, insert_id, first upload ms) for keys stored since `since_ms`."""
         return self._fetch(
-            "SELECT app, device_id, insert_id, min(upload_ms) FROM events "
-            "WHERE insert_id IS NOT NULL AND upload_ms >= ? GROUP BY ALL", [since_ms],
+            "SELECT app, device_id, CASE WHEN device_id IS NULL THEN user_id END, insert_id, min(upload_ms) "
+            "FROM events WHERE insert_id IS NOT NULL AND upload_ms >= ? GROUP BY ALL", [since_ms],
+        )
+
+    def id_counts(self, app: int, path: str | None, column: str, since_ms: int,
+                  bucket_ms: int) -> list[tuple[int, str, int]]:
+        """(bucket, id, events) per sent `user_id` or `device_id` uploaded since `since_ms`."""
+        if column not in ("user_id", "device_id"):
+            raise ValueError(column)
+        self.flush()
+        path_sql, params = ("AND path = ?", [path]) if path else ("", [])
+        return self._fetch(
+            f"SELECT upload_ms // ? AS bucket, {column}, count(*) FROM events WHERE app = ? {path_sql} "
+            f"AND upload_ms >= ? AND {column} IS NOT NULL GROUP BY ALL", [bucket_ms, app, *params, since_ms],
         )
 
     def export_batches(self, app: int, start_ms: int, end_ms: int) -> Iterator[pa.RecordBatch]:
@@ -205,10 +227,8 @@ class Store:
         cur = self._con.cursor()
         try:
             reader = cur.sql(
-                "SELECT e.seq, e.body_id, e.idx, e.upload_ms, e.event_type, e.user_id, e.device_id, e.event_ms, "
-                "e.insert_id, b.path, b.client_upload_ms, b.request_ip, b.body_offset, b.body_length "
-                "FROM events e JOIN bodies b USING (body_id) "
-                "WHERE e.app = ? AND e.upload_ms >= ? AND e.upload_ms < ? ORDER BY e.upload_ms, e.seq",
+                f"SELECT seq, {_ROW_COLUMNS} FROM events "
+                "WHERE app = ? AND upload_ms >= ? AND upload_ms < ? ORDER BY upload_ms, seq",
                 params=[app, start_ms, end_ms],
             ).to_arrow_reader(10_000)
             yield from reader
@@ -323,7 +343,7 @@ class Store:
 
     def _commit(self, group: list[Pending]) -> None:
         if not group:
-            return
+            return  # (flush() sends an empty Pending; it is released below like any other)
         try:
             writes = [p for p in group if p.events is not None and p.events.num_rows and p.body is not None]
             if writes:
@@ -337,50 +357,34 @@ class Store:
                 pending.done.set()
 
     def _insert(self, writes: list[Pending]) -> None:
-        body_rows: dict[str, list[Any]] = {k: [] for k in (
-            "body_id", "app", "path", "upload_ms", "client_upload_ms", "request_ip", "body_offset", "body_length")}
         tables = []
         for pending in writes:
-            body = pending.body
-            assert body is not None and pending.events is not None
+            body, events = pending.body, pending.events
+            assert body is not None and events is not None
             offset = self._bodies.append(body.data)
-            body_id = self._next_body + len(tables)
-            for key, value in (("body_id", body_id), ("app", body.app), ("path", body.path),
-                               ("upload_ms", body.upload_ms), ("client_upload_ms", body.client_upload_ms),
-                               ("request_ip", body.request_ip), ("body_offset", offset),
-                               ("body_length", len(body.data))):
-                body_rows[key].append(value)
-            events = pending.events
-            tables.append(events.append_column("body_id", pa.repeat(pa.scalar(body_id, pa.int64()), events.num_rows)))
-        self._bodies.sync()
+            n = events.num_rows
+            for name, value, kind in (("path", body.path, pa.string()),
+                                      ("client_upload_ms", body.client_upload_ms, pa.int64()),
+                                      ("request_ip", body.request_ip, pa.string()),
+                                      ("body_offset", offset, pa.int64()), ("body_length", len(body.data), pa.int64())):
+                events = events.append_column(name, pa.repeat(pa.scalar(value, kind), n))
+            tables.append(events)
+        self._bodies.sync()  # bodies are durable before any row points at them
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         n = table.num_rows
         table = table.append_column("seq", pa.array(np.arange(self._next_seq, self._next_seq + n)))
         con = self._con
-        con.register("incoming_bodies", pa.table(body_rows))
         con.register("incoming_events", table)
         try:
-            _run(con, "BEGIN TRANSACTION")
-            _run(con, "INSERT INTO bodies SELECT body_id, app, path, upload_ms, client_upload_ms, request_ip, "
-                      "body_offset, body_length FROM incoming_bodies")
-            _run(con, f"INSERT INTO events SELECT seq, body_id, {_EVENT_COLUMNS} FROM incoming_events")
-            _run(con, "COMMIT")
-        except BaseException:
-            try:
-                _run(con, "ROLLBACK")
-            except duckdb.Error:
-                pass  # DuckDB already aborted the transaction
-            raise
+            # One statement is one transaction: all rows of the group, or none.
+            _run(con, f"INSERT INTO events SELECT seq, {_ROW_COLUMNS} FROM incoming_events")
         finally:
-            con.unregister("incoming_bodies")
             con.unregister("incoming_events")
         self._next_seq += n
-        self._next_body += len(tables)
 
     def _clear(self, pending: Pending) -> None:
         try:
-            for table in ("events", "bodies"):
-                _run(self._con, f"DELETE FROM {table}")
+            _run(self._con, "DELETE FROM events")
             _run(self._con, "DELETE FROM meta WHERE key = 'uuid_salt'")
             self._salt = self._uuid_salt()
             self._bodies.truncate()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from pathlib import Path
 
 import sqlglot
@@ -50,7 +51,9 @@ def duckdb_statements(name: str) -> tuple[str, ...]:
     try:
         trees = sqlglot.parse(text(name), read="bigquery")
     except sqlglot.errors.ParseError as exc:
-        raise WarehouseError(f"{path(name).name} is not valid BigQuery SQL: {exc}") from None
+        # sqlglot's message spans lines and carries terminal colour codes; keep one plain line.
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0]
+        raise WarehouseError(f"{path(name).name} is not valid BigQuery SQL: {detail}") from None
     return tuple(t.transform(_safe_to_try).sql(dialect="duckdb") for t in trees if t is not None)
 
 

@@ -9,7 +9,7 @@ WITH rows AS (
     IF(a.user_id > 0, LPAD(CAST(a.user_id AS STRING), 6, '0'), CAST(NULL AS STRING)) AS user_key,
     COALESCE(NULLIF(TRIM(a.device_id), ''),
              IF(a.anonymous_user_id IN ('backend', ''), CAST(NULL AS STRING), TRIM(a.anonymous_user_id))) AS raw_device,
-    COALESCE(NULLIF(a.insert_id, ''), CONCAT('sg-', TO_HEX(SHA256(CONCAT('event_logs:', CAST(a.id AS STRING)))))) AS insert_key,
+    p.insert_id AS insert_key,
     -- Values that look like e-mail addresses or access tokens never leave, even in public_argument.
     REGEXP_REPLACE(
       REGEXP_REPLACE(COALESCE(NULLIF(TRIM(a.public_argument), ''), '{}'),

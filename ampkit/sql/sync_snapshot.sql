@@ -5,7 +5,10 @@
 DELETE FROM ampkit_pending WHERE TRUE;
 DELETE FROM ampkit_run_rules WHERE TRUE;
 INSERT INTO ampkit_pending (run_id, id, name, source, insert_id, event_time, loaded_at, rule, outcome)
-SELECT @run_id, a.id, a.name, a.source, a.insert_id, a.timestamp, a.loaded_at, CAST(NULL AS STRING), CAST(NULL AS STRING)
+SELECT @run_id, a.id, a.name, a.source,
+  -- The event's insert_id: the staged one, else a stable hash of the row's id (code-host rows have none).
+  COALESCE(NULLIF(a.insert_id, ''), CONCAT('sg-', TO_HEX(SHA256(CONCAT('event_logs:', CAST(a.id AS STRING)))))),
+  a.timestamp, a.loaded_at, CAST(NULL AS STRING), CAST(NULL AS STRING)
 FROM amplitude_events AS a
 WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
   AND a.timestamp >= @event_start AND a.timestamp < @event_end

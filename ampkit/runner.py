@@ -1,0 +1,165 @@
+"""The scheduled notebook runner: papermill executes a notebook, the executed copy is the run record.
+
+Each run writes `runs/<name>/YYYY/MM/DD/<window-start>.ipynb` (a local or `gs://` prefix) and an
+offline HTML report with the code hidden. Cell output streams to the log (`--log-output`). A
+per-cell timeout and an outer wall-clock timeout bound the run: papermill can hang on a dead
+kernel, and on a cell timeout it exits 1 while the notebook metadata may still read
+"completed", so the exit code is what counts. Parameters that look like secrets are refused:
+papermill writes every parameter into the run record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from ampkit import config as configuration
+from ampkit.errors import RunnerError, SecretError
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerResult:
+    """One scheduled run: where its record and report are, and how it ended."""
+
+    name: str
+    status: str            # ok | failed | timeout
+    exit_code: int
+    notebook_path: str
+    report_path: str
+    seconds: float
+
+
+def notebook_file(name: str) -> Path:
+    """The source notebook for `name` (e.g. hourly_sync -> notebooks/hourly_sync.ipynb)."""
+    path = Path(name)
+    if path.suffix != ".ipynb":
+        path = NOTEBOOKS / f"{name}.ipynb"
+    if not path.exists():
+        raise RunnerError(f"no notebook {path}")
+    return path
+
+
+def check_parameters(parameters: dict, config: configuration.Config) -> None:
+    """Refuse parameters that are, or look like, secrets (they would be archived in the run record)."""
+    for name, value in parameters.items():
+        if configuration.SECRET_PATTERN.search(name):
+            raise SecretError(f"parameter '{name}' looks like a secret; secrets reach the kernel through the environment only")
+        text = str(value)
+        if (config.api_key and config.api_key in text) or (config.secret_key and config.secret_key in text):
+            raise SecretError(f"parameter '{name}' carries a secret value; pass secrets through the environment only")
+
+
+def record_path(prefix: str, name: str, window_start: dt.datetime, suffix: str = ".ipynb") -> str:
+    """`<prefix>/<name>/YYYY/MM/DD/<window-start>.ipynb` (the run record's place)."""
+    stamp = window_start.astimezone(dt.timezone.utc)
+    return f"{prefix.rstrip('/')}/{name}/{stamp:%Y/%m/%d}/{stamp:%Y%m%dT%H%M%SZ}{suffix}"
+
+
+def run(name: str, parameters: dict | None = None, *, config: configuration.Config | None = None,
+        cell_timeout_seconds: int = 1800, timeout_seconds: int = 3300, report: bool = True) -> RunnerResult:
+    """Execute notebook `name` with papermill as a scheduled run (I/O); never raises for a failed notebook."""
+    config = config or configuration.load()
+    parameters = dict(parameters or {})
+    check_parameters(parameters, config)
+    source = notebook_file(name)
+    window_start = config.clock()
+    output = record_path(config.runs_dir, source.stem, window_start)
+    html = record_path(config.reports_dir, source.stem, window_start, ".html")
+    parameters.setdefault("now", window_start.isoformat())
+    parameters["notebook_path"] = output
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ampkit-run-") as tmp:
+        executed = Path(tmp) / source.name
+        params_file = Path(tmp) / "parameters.json"
+        params_file.write_text(json.dumps(parameters))
+        command = [sys.executable, "-m", "papermill", str(source), str(executed), "-f", str(params_file),
+                   "--log-output", "--execution-timeout", str(cell_timeout_seconds), "--cwd", str(source.parent),
+                   "--no-progress-bar"]
+        logger.info("notebook run name=%s record=%s", source.stem, output)
+        status, code = _execute(command, timeout_seconds)
+        if executed.exists():
+            nb = nbformat.read(executed, as_version=4)
+            clean(nb, config, source, output)
+            _write(nb, output)
+            if report:
+                export_html(nb, html)
+        else:
+            output, html = "", ""
+    seconds = time.monotonic() - started
+    logger.info("notebook run finished name=%s status=%s exit=%d seconds=%.1f", source.stem, status, code, seconds)
+    return RunnerResult(source.stem, status, code, output, html if report else "", seconds)
+
+
+def _execute(command: list[str], timeout_seconds: int) -> tuple[str, int]:
+    # A session of its own, so an outer timeout takes the kernel down with papermill.
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        code = process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        logger.error("notebook run timed out after %ds", timeout_seconds)
+        return "timeout", 124
+    return ("ok" if code == 0 else "failed"), code
+
+
+def clean(nb, config: configuration.Config, source: Path, output: str) -> None:
+    """Strip machine paths from the metadata and mask any secret that reached an output."""
+    meta = nb.metadata.get("papermill", {})
+    meta["input_path"] = f"notebooks/{source.name}"
+    meta["output_path"] = output
+    meta.pop("cwd", None)
+    for key in ("environment_variables",):
+        meta.pop(key, None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for field in ("text", "evalue"):
+                if isinstance(out.get(field), str):
+                    out[field] = config.redact(out[field])
+            if "traceback" in out:
+                out["traceback"] = [config.redact(line) for line in out["traceback"]]
+            data = out.get("data", {})
+            for mime, value in list(data.items()):
+                if isinstance(value, str):
+                    data[mime] = config.redact(value)
+
+
+def _write(nb, path: str) -> None:
+    if "://" in path:
+        from papermill.iorw import write_ipynb
+        write_ipynb(nb, path)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def export_html(nb, path: str) -> str:
+    """Write the executed notebook as a self-contained HTML report with the code hidden."""
+    from nbconvert import HTMLExporter
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    if "://" in path:
+        from papermill.iorw import papermill_io
+        papermill_io.write(body, path)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(body, encoding="utf-8")
+    return path
