@@ -237,7 +237,7 @@ def _plan(config: Config, wh, now, start, end, force, yes):
         if earlier:
             raise SyncError(f"the open window starts {mark.isoformat()}, beyond Amplitude's {config.dedup_horizon_days}-day "
                             f"dedup horizon, and an earlier run may have sent part of it; resend with --force if duplicates are acceptable")
-    lookback = lower - dt.timedelta(hours=config.lookback_hours) if mark else EPOCH
+    lookback = lower - dt.timedelta(hours=config.lookback_hours)
     windows = [(a, b, EPOCH, FAR_FUTURE) for a, b in hourly_windows(lower, upper)] if upper > lower else []
     if mark is None and not windows:
         windows = []

@@ -174,14 +174,19 @@ def test_late_rows_within_lookback_are_delivered(seeded, make_config):
     with warehouses.open(seeded) as wh:
         mark = state.watermark(wh)
         with wh.connect() as con:
-            con.execute("""INSERT INTO amplitude_events SELECT * REPLACE (id + 10000000 AS id, 'late-' || id AS insert_id,
-                           loaded_at - INTERVAL 2 HOUR AS loaded_at) FROM amplitude_events
-                           WHERE name = 'SearchSubmitted' AND device_id IS NOT NULL LIMIT 3""")
+            # Within the lookback: 2 hours before the watermark. Beyond it: 30 hours before.
+            for prefix, hours in (("late-", 2), ("too-late-", 30)):
+                con.execute(f"""INSERT INTO amplitude_events SELECT * REPLACE (id + {len(prefix)} * 10000000 AS id,
+                               '{prefix}' || id AS insert_id, $mark - INTERVAL {hours} HOUR AS loaded_at)
+                               FROM amplitude_events WHERE name = 'SearchSubmitted' AND device_id IS NOT NULL LIMIT 3""",
+                            {"mark": mark})
     later = make_config(now=NOW + HOUR)
     result = sync.run(later, progress="none")
     assert result.accepted >= 3
     ids = exported(cfg)
     assert sum(1 for k in ids if str(k).startswith("late-")) == 3
+    # Beyond the lookback nothing is sent by the hourly run; the reconciliation reports them.
+    assert sum(1 for k in ids if str(k).startswith("too-late-")) == 0
     assert_exactly_once(cfg, seeded)
 
 
@@ -212,11 +217,12 @@ def test_dry_run_sends_nothing_and_moves_nothing(seeded, make_config, sandbox):
 
 
 def test_backfill_by_event_time(seeded, make_config):
-    cfg = make_config(initial_lookback_hours=1)
-    sync.run(cfg, progress="none")
+    cfg = make_config(initial_lookback_hours=1, lookback_hours=0)
+    first = sync.run(cfg, progress="none")
     result = sync.run(cfg, start=NOW - dt.timedelta(days=2), end=NOW, progress="none")
-    assert result.extracted > 0 and len(result.windows) > 24
+    assert result.extracted > first.extracted > 0 and len(result.windows) == 48
     identity(result)
+    assert sync.run(cfg, start=NOW - dt.timedelta(days=2), end=NOW, progress="none").extracted == 0
     assert_exactly_once(cfg, seeded)
 
 

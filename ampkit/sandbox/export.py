@@ -69,12 +69,12 @@ def ready_before_ms(now_ms: int, lag_seconds: int) -> int:
     return (now_ms - lag_seconds * 1000) // HOUR_MS * HOUR_MS
 
 
-def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[int, int], bytes], salt: bytes,
-              part_max_rows: int, max_bytes: int) -> bytes | None:
+def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[int], tuple[dict, bytes]],
+              salt: bytes, part_max_rows: int, max_bytes: int) -> bytes | None:
     """The export archive, or None when there is no row. Raises ExportTooLarge over `max_bytes`.
 
-    `read_body(offset, length)` returns a stored request body; rows of one body arrive
-    together, so each body is parsed once.
+    `read_body(offset)` returns a stored request's header and body; rows of one body
+    arrive together, so each body is parsed once.
     """
     buffer = io.BytesIO()
     archive = zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED)
@@ -82,7 +82,7 @@ def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[
     hour = part = None
     total_bytes = 0
     rows = 0
-    parsed_body: tuple[int, list] = (-1, [])  # (body_offset, its events)
+    parsed_body: tuple[int, dict, list] = (-1, {}, [])  # (body_offset, its header, its events)
 
     def flush() -> None:
         if lines:
@@ -99,9 +99,10 @@ def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[
                 flush()
                 part += 1
             if record["body_offset"] != parsed_body[0]:
-                data = read_body(record["body_offset"], record["body_length"])
-                parsed_body = (record["body_offset"], orjson.loads(data)["events"])
-            event = parsed_body[1][record["idx"]]
+                header, data = read_body(record["body_offset"])
+                parsed_body = (record["body_offset"], header, orjson.loads(data)["events"])
+            record.update(parsed_body[1])
+            event = parsed_body[2][record["idx"]]
             line = orjson.dumps(to_row(record, event, app, row_uuid(salt, record["seq"]))) + b"\n"
             total_bytes += len(line)
             if total_bytes > max_bytes:

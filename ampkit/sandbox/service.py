@@ -175,10 +175,10 @@ class Service:
         sep = "\x1f"  # key_of(), inlined: this runs for every event
         keys = [d + sep + i if i is not None else None for d, i in zip(accepted.effective_device_ids, accepted.insert_ids)]
         users, devices = id_counts(accepted.user_ids), id_counts(accepted.device_ids)
-        table = events_table(app, now, accepted.event_types, accepted.user_ids, accepted.device_ids,
+        table = events_table(app, path, now, accepted.event_types, accepted.user_ids, accepted.device_ids,
                              accepted.times_ms, accepted.insert_ids)
         # The stored body is what export reads back; the project's key has no business on disk.
-        stored_body = Body(app, path, now, accepted.client_upload_ms, client_ip, _mask_key(data, project.api_key))
+        stored_body = Body(_mask_key(data, project.api_key), accepted.client_upload_ms, client_ip)
         with self._ingest_lock:
             throttle = self._throttles[(app, path)]
             verdict = throttle.check(users, devices, n, now)
@@ -420,9 +420,9 @@ class Service:
         accepted = ingest.check_events(project, events, 1, now)
         if isinstance(accepted, Reply):
             raise ValueError(f"seeded events must have event_type and user_id or device_id: {accepted.body.decode()}")
-        table = events_table(app, now, accepted.event_types, accepted.user_ids, accepted.device_ids,
+        table = events_table(app, path, now, accepted.event_types, accepted.user_ids, accepted.device_ids,
                              accepted.times_ms, accepted.insert_ids)
-        body = Body(app, path, now, None, payload.get("request_ip"), orjson.dumps({"events": events}))
+        body = Body(orjson.dumps({"events": events}), None, payload.get("request_ip"))
         keys = [key_of(d, i) for d, i in zip(accepted.effective_device_ids, accepted.insert_ids) if i is not None]
         with self._ingest_lock:
             self._dedup[app].load((k, now) for k in keys)

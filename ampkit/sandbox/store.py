@@ -1,10 +1,10 @@
 """Event storage: request bodies in an append-only file, an event index in DuckDB.
 
-Each accepted request's body (decoded, api_key masked) is appended to `<db>.bodies`; DuckDB
-holds one small row per event: the columns queries need, and where its body lies. One
-writer thread owns both: it takes every request queued since its last commit (group
-commit), appends and fsyncs their bodies, inserts all their rows in one DuckDB statement
-(one transaction), then wakes the requests. A request is answered 200 only after that, so a
+Each accepted request's body (decoded, api_key masked) is appended to `<db>.bodies` with a
+small header; DuckDB holds one small row per event: the columns queries need, and where its
+body lies. Rows are built by the request's own thread; one writer thread takes every
+request queued since its last commit (group commit), writes and fsyncs their bodies,
+inserts all their rows in one DuckDB statement (one transaction), then wakes them. A request is answered 200 only after that, so a
 restart cannot lose an acknowledged event. `path=None` keeps everything in memory.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import secrets
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from ampkit.errors import ConfigError
@@ -39,22 +41,21 @@ EVENT_SCHEMA = pa.schema([
     ("device_id", pa.string()),
     ("event_ms", pa.int64()),
     ("insert_id", pa.string()),
+    ("path", pa.string()),
 ])
-_EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
-
-# Per-request values (path, ip, body position) are repeated on every row rather than kept in
-# a second table: DuckDB compresses the repeats away, and a second INSERT per commit would
-# cost about as much as the rows themselves.
+# Per-request values (path, body position) are repeated on every row rather than kept in a
+# second table: DuckDB compresses the repeats away, and a second INSERT per commit would cost
+# about as much as the rows themselves. The rest of a request's context lives in its body
+# record's header.
+_COLUMNS = "seq, " + ", ".join(EVENT_SCHEMA.names) + ", body_offset"
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
     seq BIGINT NOT NULL, idx INTEGER NOT NULL, app INTEGER NOT NULL, upload_ms BIGINT NOT NULL,
     event_type VARCHAR NOT NULL, user_id VARCHAR, device_id VARCHAR, event_ms BIGINT NOT NULL,
-    insert_id VARCHAR, path VARCHAR NOT NULL, client_upload_ms BIGINT, request_ip VARCHAR,
-    body_offset BIGINT NOT NULL, body_length BIGINT NOT NULL
+    insert_id VARCHAR, path VARCHAR NOT NULL, body_offset BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 """
-_ROW_COLUMNS = _EVENT_COLUMNS + ", path, client_upload_ms, request_ip, body_offset, body_length"
 
 
 class StoreError(Exception):
@@ -63,22 +64,25 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class Body:
-    """A request's body and where it came from, shared by its events."""
+    """A request's body (as decoded) and the context export needs besides the rows."""
 
-    app: int
-    path: str
-    upload_ms: int
-    client_upload_ms: int | None
-    request_ip: str | None
     data: bytes = field(repr=False)
+    client_upload_ms: int | None = None
+    request_ip: str | None = None
+
+    def record(self) -> bytes:
+        """The bytes appended to the body file: lengths, a JSON header, the body."""
+        header = orjson.dumps({"client_upload_ms": self.client_upload_ms, "request_ip": self.request_ip})
+        return struct.pack(">II", len(header), len(self.data)) + header + self.data
 
 
 @dataclass
 class Pending:
     """A queued write; `Store.wait` blocks until the writer has committed it (or failed)."""
 
-    body: Body | None
-    events: pa.Table | None
+    record: bytes | None
+    offset: int
+    rows: pa.Table | None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -115,8 +119,8 @@ class EventFilter:
         return (" AND ".join(clauses) or "TRUE"), params
 
 
-def events_table(app: int, upload_ms: int, event_types: list, user_ids: list, device_ids: list, times_ms: list,
-                 insert_ids: list) -> pa.Table:
+def events_table(app: int, path: str, upload_ms: int, event_types: list, user_ids: list, device_ids: list,
+                 times_ms: list, insert_ids: list) -> pa.Table:
     """One request's events as rows of the index (`idx` = position in the request).
 
     `device_ids` are as sent (None when absent); the derived device id of a user-only event
@@ -132,6 +136,7 @@ def events_table(app: int, upload_ms: int, event_types: list, user_ids: list, de
         pa.array(device_ids, pa.string()),
         pa.array(times_ms, pa.int64()),
         pa.array(insert_ids, pa.string()),
+        pa.repeat(pa.scalar(path, pa.string()), n),
     ], schema=EVENT_SCHEMA)
 
 
@@ -150,27 +155,41 @@ class Store:
         for statement in filter(str.strip, _DDL.split(";")):
             _run(self._con, statement)
         self._next_seq = int(_run(self._con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0][0])
-        committed_end = int(_run(self._con, "SELECT coalesce(max(body_offset + body_length), 0) FROM events")[0][0])
-        self._bodies = _BodyFile(f"{path}.bodies" if path else None, committed_end)
+        has_rows = bool(_run(self._con, "SELECT count(*) FROM events")[0][0])
+        self._bodies = _BodyFile(f"{path}.bodies" if path else None, has_rows)
         self._salt = self._uuid_salt()
         # pyarrow initialises lazily (~0.2 s); pay it now rather than in the first request.
-        events_table(0, 0, [""], [None], [""], [0], [None])
-        self._queue: queue.Queue[Pending | str | None] = queue.Queue()
+        events_table(0, "", 0, [""], [None], [""], [0], [None])
+        self._submit_lock = threading.Lock()
+        self._queue: queue.Queue[Pending | tuple | None] = queue.Queue()
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="sandbox-store-writer", daemon=True)
         self._writer.start()
 
     # -- writes ---------------------------------------------------------------------------
     def submit(self, body: Body | None, events: pa.Table | None) -> Pending:
-        """Queue one request's body and events for the next commit; `wait` blocks until durable.
+        """Queue one request's body and rows (`events_table`) for the next commit.
 
-        Commits happen in submission order, so a request that waits on a later ticket also
-        knows every earlier ticket is committed.
+        `wait` blocks until they are durable. Commits happen in submission order, so a
+        request that waits on a later ticket also knows every earlier ticket is committed.
         """
         if self._closed:
             raise StoreError("the sandbox store is closed")
-        pending = Pending(body, events)
-        self._queue.put(pending)
+        if body is None or events is None or not events.num_rows:
+            pending = Pending(None, 0, None)
+            self._queue.put(pending)
+            return pending
+        record = body.record()
+        n = events.num_rows
+        with self._submit_lock:
+            # Positions are reserved here, in submission order; a failed commit leaves a gap.
+            offset = self._bodies.reserve(len(record))
+            seq = self._next_seq
+            self._next_seq += n
+            rows = events.add_column(0, "seq", pa.array(np.arange(seq, seq + n))).append_column(
+                "body_offset", pa.repeat(pa.scalar(offset, pa.int64()), n))
+            pending = Pending(record, offset, rows)
+            self._queue.put(pending)
         return pending
 
     @staticmethod
@@ -227,7 +246,7 @@ class Store:
         cur = self._con.cursor()
         try:
             reader = cur.sql(
-                f"SELECT seq, {_ROW_COLUMNS} FROM events "
+                f"SELECT {_COLUMNS} FROM events "
                 "WHERE app = ? AND upload_ms >= ? AND upload_ms < ? ORDER BY upload_ms, seq",
                 params=[app, start_ms, end_ms],
             ).to_arrow_reader(10_000)
@@ -235,8 +254,9 @@ class Store:
         finally:
             cur.close()
 
-    def body(self, offset: int, length: int) -> bytes:
-        return self._bodies.read(offset, length)
+    def body(self, offset: int) -> tuple[dict[str, Any], bytes]:
+        """The header (`client_upload_ms`, `request_ip`) and the body stored at `offset`."""
+        return self._bodies.read(offset)
 
     def uuid_salt(self) -> bytes:
         """Per-store random bytes that make export uuids unique across resets and databases."""
@@ -345,7 +365,7 @@ class Store:
         if not group:
             return  # (flush() sends an empty Pending; it is released below like any other)
         try:
-            writes = [p for p in group if p.events is not None and p.events.num_rows and p.body is not None]
+            writes = [p for p in group if p.rows is not None]
             if writes:
                 self._insert(writes)
         except Exception as exc:  # answered as 503 by the caller; nothing of this group is stored
@@ -357,37 +377,27 @@ class Store:
                 pending.done.set()
 
     def _insert(self, writes: list[Pending]) -> None:
-        tables = []
         for pending in writes:
-            body, events = pending.body, pending.events
-            assert body is not None and events is not None
-            offset = self._bodies.append(body.data)
-            n = events.num_rows
-            for name, value, kind in (("path", body.path, pa.string()),
-                                      ("client_upload_ms", body.client_upload_ms, pa.int64()),
-                                      ("request_ip", body.request_ip, pa.string()),
-                                      ("body_offset", offset, pa.int64()), ("body_length", len(body.data), pa.int64())):
-                events = events.append_column(name, pa.repeat(pa.scalar(value, kind), n))
-            tables.append(events)
+            assert pending.record is not None
+            self._bodies.write(pending.offset, pending.record)
         self._bodies.sync()  # bodies are durable before any row points at them
+        tables = [p.rows for p in writes]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        n = table.num_rows
-        table = table.append_column("seq", pa.array(np.arange(self._next_seq, self._next_seq + n)))
         con = self._con
         con.register("incoming_events", table)
         try:
             # One statement is one transaction: all rows of the group, or none.
-            _run(con, f"INSERT INTO events SELECT seq, {_ROW_COLUMNS} FROM incoming_events")
+            _run(con, f"INSERT INTO events SELECT {_COLUMNS} FROM incoming_events")
         finally:
             con.unregister("incoming_events")
-        self._next_seq += n
 
     def _clear(self, pending: Pending) -> None:
         try:
             _run(self._con, "DELETE FROM events")
             _run(self._con, "DELETE FROM meta WHERE key = 'uuid_salt'")
             self._salt = self._uuid_salt()
-            self._bodies.truncate()
+            with self._submit_lock:
+                self._bodies.truncate()
         except Exception as exc:
             pending.error = exc
         finally:
@@ -395,42 +405,49 @@ class Store:
 
 
 class _BodyFile:
-    """Append-only request bodies: a file next to the database, or a dict in memory."""
+    """Append-only body records: a file next to the database, or a dict in memory."""
 
-    def __init__(self, path: str | None, committed_end: int) -> None:
-        self._path = path
+    def __init__(self, path: str | None, has_rows: bool) -> None:
         self._memory: dict[int, bytes] = {}
         self._end = 0
         self._fd: int | None = None
         if path is not None:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            size = os.fstat(self._fd).st_size
-            if committed_end == 0 and size:
+            if not has_rows:
                 os.ftruncate(self._fd, 0)  # left over from a database that no longer exists
-                size = 0
-            # Bytes past the last committed body belong to a commit a crash interrupted.
-            self._end = max(size, committed_end)
+            # Bytes past the last committed record belong to a commit that a crash interrupted;
+            # new records go after them.
+            self._end = os.fstat(self._fd).st_size
 
-    def append(self, data: bytes) -> int:
+    def reserve(self, length: int) -> int:
         offset = self._end
-        if self._fd is None:
-            self._memory[offset] = data
-        else:
-            view = memoryview(data)
-            written = 0
-            while written < len(data):
-                written += os.pwrite(self._fd, view[written:], offset + written)
-        self._end += len(data)
+        self._end += length
         return offset
+
+    def write(self, offset: int, record: bytes) -> None:
+        if self._fd is None:
+            self._memory[offset] = record
+            return
+        view = memoryview(record)
+        written = 0
+        while written < len(record):
+            written += os.pwrite(self._fd, view[written:], offset + written)
 
     def sync(self) -> None:
         if self._fd is not None:
             os.fsync(self._fd)
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read(self, offset: int) -> tuple[dict[str, Any], bytes]:
         if self._fd is None:
-            return self._memory[offset]
-        return os.pread(self._fd, length, offset)
+            record = self._memory[offset]
+            header_length, body_length = struct.unpack_from(">II", record)
+            header = record[8:8 + header_length]
+            body = record[8 + header_length:8 + header_length + body_length]
+        else:
+            header_length, body_length = struct.unpack(">II", os.pread(self._fd, 8, offset))
+            data = os.pread(self._fd, header_length + body_length, offset + 8)
+            header, body = data[:header_length], data[header_length:]
+        return orjson.loads(header), body
 
     def truncate(self) -> None:
         self._memory.clear()
