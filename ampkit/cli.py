@@ -293,6 +293,23 @@ def _parameter_value(text: str):
         return text
 
 
+@cli.command()
+@click.pass_obj
+@handle_errors
+def demo(obj):
+    """The main job on the embedded defaults: seed, stage, sync hourly into the sandbox, reconcile."""
+    from ampkit import demo as demos
+    result = demos.run({k: v for k, v in obj.overrides.items() if v is not None}, echo=click.echo)
+    click.echo("")
+    click.echo("run records (executed notebooks):")
+    for path in result.run_records:
+        click.echo(f"  {path}")
+    click.echo("HTML reports (open in a browser, work offline):")
+    for path in result.reports:
+        click.echo(f"  {path}")
+    click.echo("explore: ./run lab   ·   history: .venv/bin/ampkit runs   ·   where things live: .venv/bin/ampkit status")
+
+
 def _t(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 

@@ -80,3 +80,46 @@ def hourly_times(config: configuration.Config) -> list[dt.datetime]:
     """The demo's scheduled run times: the last HOURLY_RUNS hours, five minutes past each."""
     top = config.clock().replace(minute=0, second=0, microsecond=0)
     return [top - dt.timedelta(hours=h) + dt.timedelta(minutes=5) for h in range(HOURLY_RUNS - 1, -1, -1)]
+
+
+def run(overrides: dict | None = None, echo=print) -> DemoResult:
+    """The whole main job (I/O): prepare the warehouse, start the sandbox, run the hourly notebook, reconcile."""
+    from ampkit import runner
+    from ampkit.sandbox import SandboxConfig, spawn
+
+    ensure_secrets()
+    base = demo_config(overrides)
+    echo(f"warehouse {base.warehouse} · clock {base.clock().isoformat()} (reproducible; set AMPKIT_NOW to change)")
+    seeded, staged = prepare(base)
+    echo(f"seeded {seeded:,} synthetic Sourcegraph Cloud events" if seeded else "warehouse already seeded")
+    echo(f"notebook cell output goes to {STATE_DIR / 'logs' / 'demo.log'}")
+    sandbox_db = str(STATE_DIR / "sandbox.duckdb")
+    keys = configuration.load({})
+    records, reports, outcomes = [], [], []
+    with spawn(SandboxConfig(db_path=sandbox_db, api_keys=[(keys.api_key, keys.secret_key)], export_lag_seconds=0,
+                             time_zone=base.time_zone)) as sandbox:
+        echo(f"Amplitude sandbox at {sandbox.url} (events kept in {sandbox_db})")
+        os.environ["AMPKIT_AMPLITUDE_URL"] = sandbox.url
+        os.environ["AMPKIT_WAREHOUSE"] = base.warehouse
+        with warehouses.open(base.warehouse) as wh:
+            for at in hourly_times(base):
+                cfg = configuration.load({"now": at})
+                staged += stage.run(wh, cfg, at.replace(minute=0)).staged
+                result = runner.run("hourly_sync", {}, config=cfg, log_path=str(STATE_DIR / "logs" / "demo.log"))
+                records.append(result.notebook_path)
+                reports.append(result.report_path)
+                outcomes.append(result)
+                echo(f"hourly sync at {at:%Y-%m-%d %H:%M} UTC: {result.status} ({result.seconds:.0f}s) -> {result.notebook_path}")
+                if result.status != "ok":
+                    raise_failed(result)
+        overview = runner.run("runs_overview", {}, config=configuration.load({"now": base.clock()}),
+                              log_path=str(STATE_DIR / "logs" / "demo.log"))
+        reports.append(overview.report_path)
+        if overview.status != "ok":
+            raise_failed(overview)
+    return DemoResult(seeded, staged, outcomes, records, reports, sandbox_db)
+
+
+def raise_failed(result) -> None:
+    from ampkit.errors import RunnerError
+    raise RunnerError(f"the {result.name} notebook run {result.status} (exit {result.exit_code}); see {result.notebook_path or 'the log above'}")

@@ -69,16 +69,31 @@ def record_path(prefix: str, name: str, window_start: dt.datetime, suffix: str =
     return f"{prefix.rstrip('/')}/{name}/{stamp:%Y/%m/%d}/{stamp:%Y%m%dT%H%M%SZ}{suffix}"
 
 
+def unique(path: str) -> str:
+    """`path`, or `path` with -2, -3... when a record for the same window exists (a retry keeps both)."""
+    if "://" in path or not Path(path).exists():
+        return path
+    stem, suffix = path.rsplit(".", 1)
+    n = 2
+    while Path(f"{stem}-{n}.{suffix}").exists():
+        n += 1
+    return f"{stem}-{n}.{suffix}"
+
+
 def run(name: str, parameters: dict | None = None, *, config: configuration.Config | None = None,
-        cell_timeout_seconds: int = 1800, timeout_seconds: int = 3300, report: bool = True) -> RunnerResult:
-    """Execute notebook `name` with papermill as a scheduled run (I/O); never raises for a failed notebook."""
+        cell_timeout_seconds: int = 1800, timeout_seconds: int = 3300, report: bool = True,
+        log_path: str | None = None) -> RunnerResult:
+    """Execute notebook `name` with papermill as a scheduled run (I/O); never raises for a failed notebook.
+
+    Cell output streams to stderr, or to `log_path` when given.
+    """
     config = config or configuration.load()
     parameters = dict(parameters or {})
     check_parameters(parameters, config)
     source = notebook_file(name)
     window_start = config.clock()
-    output = record_path(config.runs_dir, source.stem, window_start)
-    html = record_path(config.reports_dir, source.stem, window_start, ".html")
+    output = unique(record_path(config.runs_dir, source.stem, window_start))
+    html = output.replace(config.runs_dir.rstrip("/"), config.reports_dir.rstrip("/"), 1)[:-len(".ipynb")] + ".html"
     parameters.setdefault("now", window_start.isoformat())
     parameters["notebook_path"] = output
     started = time.monotonic()
@@ -90,7 +105,7 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
                    "--log-output", "--execution-timeout", str(cell_timeout_seconds), "--cwd", str(source.parent),
                    "--no-progress-bar"]
         logger.info("notebook run name=%s record=%s", source.stem, output)
-        status, code = _execute(command, timeout_seconds)
+        status, code = _execute(command, timeout_seconds, log_path)
         if executed.exists():
             nb = nbformat.read(executed, as_version=4)
             clean(nb, config, source, output)
@@ -104,9 +119,21 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
     return RunnerResult(source.stem, status, code, output, html if report else "", seconds)
 
 
-def _execute(command: list[str], timeout_seconds: int) -> tuple[str, int]:
+def _execute(command: list[str], timeout_seconds: int, log_path: str | None) -> tuple[str, int]:
+    log = None
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")
     # A session of its own, so an outer timeout takes the kernel down with papermill.
-    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        process = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
+        return _wait(process, timeout_seconds)
+    finally:
+        if log:
+            log.close()
+
+
+def _wait(process: subprocess.Popen, timeout_seconds: int) -> tuple[str, int]:
     try:
         code = process.wait(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:

@@ -172,6 +172,8 @@ def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -
     try:
         state.start_run(wh, record)
         windows, lookback_start, move_watermark = _plan(config, wh, now, start, end, force, yes)
+        if not windows:
+            result.window_start, result.window_end = _open_window(config, wh, now, start, end)
         sender = None if dry_run else Sender(
             amplitude.Client(config), lanes=config.concurrency, max_events=config.max_events_per_request,
             budget_seconds=config.retry_budget_seconds, max_backoff_seconds=config.max_backoff_seconds,
@@ -242,6 +244,14 @@ def _plan(config: Config, wh, now, start, end, force, yes):
     if mark is None and not windows:
         windows = []
     return windows, lookback, True
+
+
+def _open_window(config: Config, wh, now, start, end):
+    """The bounds of a window with nothing to do, so an empty run still says what it looked at."""
+    if start is not None:
+        return start, end or now
+    upper = now - dt.timedelta(seconds=config.settle_seconds)
+    return state.watermark(wh) or upper, upper
 
 
 def _event_hours(start: dt.datetime, end: dt.datetime):

@@ -222,6 +222,19 @@ def _all_valid(event_types: list, user_ids: list, device_ids: list, times: list,
     return set(map(type, times)) <= _INT_OR_NONE and set(map(type, insert_ids)) <= _STR_OR_NONE
 
 
+def _ids_valid(user_ids: list, device_ids: list, min_id_length: int) -> bool:
+    """What the typed decode does not check: blocklisted ids, an event with no id, and a
+    minimum id length above the decoder's 5."""
+    for ids in (user_ids, device_ids):
+        present = [i for i in ids if i is not None] if None in ids else ids
+        if present and (not _BLOCKLISTED_ANY_CASE.isdisjoint(present)
+                        or (min_id_length and min(map(len, present)) < min_id_length)):
+            return False
+    if None in user_ids and None in device_ids:
+        return not any(u is None and d is None for u, d in zip(user_ids, device_ids))
+    return True
+
+
 def _check_each(events: list, min_id_length: int) -> tuple[list, ...] | Reply:
     """The slow path: every event on its own, building Amplitude's index maps."""
     columns: tuple[list, ...] = ([], [], [], [], [])
@@ -245,10 +258,17 @@ def _check_each(events: list, min_id_length: int) -> tuple[list, ...] | Reply:
 FAST_DECODE = msgspec is not None
 
 if msgspec is not None:
+    from typing import Annotated
+
+    # The constraints are the default rules, checked in C while decoding; an event that
+    # breaks one (or a request with a lower options.min_id_length) takes the complete path.
+    _EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING_LENGTH)]
+    _Id = Annotated[str, msgspec.Meta(min_length=5, max_length=MAX_STRING_LENGTH)]
+
     class _FastEvent(msgspec.Struct, gc=False):
-        event_type: str
-        user_id: str | None = None
-        device_id: str | None = None
+        event_type: _EventType
+        user_id: _Id | None = None
+        device_id: _Id | None = None
         time: int | None = None
         insert_id: str | None = None
 
@@ -285,7 +305,7 @@ def accept_fast(
     min_id_length = min_id_length_of(options, default_min_id_length)
     columns = ([e.event_type for e in events], [e.user_id for e in events], [e.device_id for e in events],
                [e.time for e in events], [e.insert_id for e in events])
-    if not _all_valid(*columns, min_id_length):
+    if not _ids_valid(columns[1], columns[2], min_id_length if min_id_length > 5 else 0):
         return None
     upload = client_upload_ms_of({"client_upload_time": body.client_upload_time})
     return _accept(project, columns, now_ms, upload, silenced_devices)

@@ -1,0 +1,61 @@
+"""Properties of batching and splitting, and of the sender's accounting, on real bytes."""
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings, strategies as st
+
+from ampkit.sender import Chunk, split
+
+
+@given(st.lists(st.integers(1, 5000), max_size=3000), st.integers(1, 2000), st.integers(1, 50_000))
+def test_split_keeps_order_respects_limits_loses_nothing(sizes, max_events, max_bytes):
+    sizes = np.array(sizes, dtype=np.int64)
+    parts = split(sizes, max_events, max_bytes)
+    if not parts:
+        assert len(sizes) == 0
+        return
+    # Contiguous, in order, covering every event exactly once.
+    assert [a for a, _ in parts] == [0] + [b for _, b in parts[:-1]]
+    assert (parts[-1][1] if parts else 0) == len(sizes)
+    for a, b in parts:
+        assert 1 <= b - a <= max_events
+        # Only a single event alone may exceed the byte cap (the 413 path then dead-letters it).
+        assert sizes[a:b].sum() <= max_bytes or b - a == 1
+
+
+def chunk_of(events: list[str], lanes: list[int]) -> Chunk:
+    batch = pa.record_batch({"event": pa.array([e + "," for e in events]), "lane": pa.array(lanes, pa.int64()),
+                             "device_id": pa.array(["d"] * len(events)), "user_id": pa.array([None] * len(events), pa.string())})
+    return Chunk.from_batch(batch)
+
+
+@given(st.lists(st.text(alphabet="abc{}\":,é", min_size=1, max_size=20), min_size=1, max_size=200), st.data())
+def test_payload_joins_any_subset_in_order(events, data):
+    chunk = chunk_of(events, [0] * len(events))
+    idx = np.array(sorted(data.draw(st.sets(st.integers(0, len(events) - 1), min_size=1))), dtype=np.int64)
+    assert chunk.payload(idx).decode() == ",".join(events[i] for i in idx)
+
+
+@settings(max_examples=50)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=300))
+def test_lanes_partition_the_chunk(lanes):
+    chunk = chunk_of(['{"e":%d}' % i for i in range(len(lanes))], lanes)
+    seen = np.concatenate([np.flatnonzero(chunk.lanes == lane) for lane in np.unique(chunk.lanes)])
+    assert sorted(seen.tolist()) == list(range(len(lanes)))
+    for lane in np.unique(chunk.lanes):
+        idx = np.flatnonzero(chunk.lanes == lane)
+        assert (np.diff(idx) > 0).all()  # a lane keeps the chunk's time order
+
+
+@given(st.integers(0, 10_000), st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 1000)),
+       st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 1000)))
+def test_accounting_identity_is_enforced(accepted, filtered, rejected):
+    import pytest
+    from ampkit.errors import AccountingError
+    from ampkit.sync import WindowResult
+    import datetime as dt
+    t = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
+    exact = WindowResult(t, t, accepted + sum(filtered.values()) + sum(rejected.values()), accepted, accepted, filtered, rejected)
+    exact.check()
+    off = WindowResult(t, t, exact.extracted + 1, accepted, accepted, filtered, rejected)
+    with pytest.raises(AccountingError):
+        off.check()
