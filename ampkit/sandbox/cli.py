@@ -67,7 +67,6 @@ def command(memory: bool, log_level: str, **options: Any) -> None:
     # mostly by rescanning every long-lived object. This process is ours, so tune it here.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    sys.setswitchinterval(float(__import__("os").environ.get("SWI", "0.005")))
     click.echo(sandbox.url)
     sys.stdout.flush()
     click.echo(f"ampkit sandbox: apps {', '.join(str(p.app_id) for p in config.projects)}; "

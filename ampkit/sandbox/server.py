@@ -203,7 +203,8 @@ class Sandbox:
         self.config = service.config
         host, port = server.server_address[:2]
         self.host, self.port = host, port
-        shown = f"[{host}]" if ":" in host else host
+        # A wildcard bind is reached through loopback by local clients.
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host) or (f"[{host}]" if ":" in host else host)
         self.url = f"http://{shown}:{port}"
         self.control = Control(self.url)
         self._stopped = False
