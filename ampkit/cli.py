@@ -82,7 +82,8 @@ def seed(obj, start, days, events_per_day, seed_value, dirty_share, late_share, 
     config = obj.config()
     first = dt.date.fromisoformat(start) if start else (config.clock().date() - dt.timedelta(days=days - 1))
     spec = seeding.SeedSpec(start=first, days=days, events_per_day=events_per_day, seed=seed_value,
-                            dirty_share=dirty_share, late_share=late_share)
+                            dirty_share=dirty_share, late_share=late_share,
+                            until=config.clock())
     with open_warehouse(config) as wh:
         result = seeding.fill(wh, spec, replace=replace)
     click.echo(f"seeded {result.rows:,} rows into event_logs ({result.late_rows:,} late rows waiting) "
@@ -308,6 +309,63 @@ def demo(obj):
     for path in result.reports:
         click.echo(f"  {path}")
     click.echo("explore: ./run lab   ·   history: .venv/bin/ampkit runs   ·   where things live: .venv/bin/ampkit status")
+
+
+@cli.command()
+@click.option("--start", help="First local day (YYYY-MM-DD); default: 6 days before --end.")
+@click.option("--end", help="Last local day (YYYY-MM-DD); default: today (the clock's day).")
+@click.option("--time-zone", help="The Amplitude project's time zone (IANA name); default UTC ($AMPKIT_TIME_ZONE).")
+@click.option("--tolerance", default=0.005, show_default=True, type=float, help="Unexplained share allowed per row.")
+@click.option("--floor", default=3, show_default=True, type=int, help="Unexplained events always allowed per row.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-row table with reasons and a summary as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the reconciliation report (offline HTML).")
+@click.option("--amplitude-url", help="Amplitude base URL (export + dashboard), e.g. the sandbox.")
+@click.pass_obj
+@handle_errors
+def reconcile(obj, start, end, time_zone, tolerance, floor, as_json, html_path, amplitude_url):
+    """Compare warehouse (Looker) and Amplitude counts per day and event; exit 1 when anything fails."""
+    from ampkit import reconcile as reconciling
+    config = obj.config(time_zone=time_zone, amplitude_url=amplitude_url)
+    last = dt.date.fromisoformat(end) if end else config.clock().astimezone(config.zone).date()
+    first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=6)
+    result = reconciling.run(config, first, last, tolerance=reconciling.Tolerance(floor=floor, pct=tolerance))
+    if html_path:
+        from ampkit import runner
+        report = runner.run("reconciliation", {"start": first.isoformat(), "end": last.isoformat(),
+                                               "time_zone": config.time_zone, "tolerance": tolerance}, config=config)
+        import shutil
+        if report.report_path:
+            shutil.copyfile(report.report_path, html_path)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        click.echo(render_reconciliation(result))
+    if result.status == "fail":
+        sys.exit(1)
+
+
+def render_reconciliation(result) -> str:
+    t = result.totals()
+    lines = [f"{result.status.upper()}: {result.start} .. {result.end} ({result.time_zone}), data map {result.data_map_version}",
+             f"  Looker (event_logs)   {t['looker']:>10,}",
+             f"  Amplitude             {t['amplitude']:>10,}",
+             f"  explained by:"]
+    for key in ("before_start", "not_staged", "not_synced", "late_beyond_lookback", "export_lag"):
+        if t[key]:
+            lines.append(f"    {key:<22}{t[key]:>10,}")
+    for rule, n in sorted(t["filtered"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"    filtered: {rule:<12}{n:>10,}")
+    for reason, n in sorted(t["rejected"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"    rejected: {reason:<12}{n:>10,}")
+    for key in ("amplitude_only", "duplicated"):
+        if t[key]:
+            lines.append(f"    {key:<22}{-t[key]:>10,}")
+    lines.append(f"  unexplained           {t['unexplained']:>10,}")
+    for a in result.anomalies:
+        lines.append(f"  {a.severity.upper()} {a.kind}: {a.message}")
+    for note in result.checks:
+        lines.append(f"  check: {note}")
+    return "\n".join(lines)
 
 
 def _t(value) -> str:

@@ -69,7 +69,7 @@ def prepare(config: configuration.Config) -> tuple[int, int]:
         empty = int(wh.run("event_logs_count").column("row_count")[0].as_py()) == 0
         if empty:
             result = seed.fill(wh, seed.SeedSpec(start=(now - dt.timedelta(days=DEMO_DAYS - 1)).date(), days=DEMO_DAYS,
-                                                 events_per_day=DEMO_EVENTS_PER_DAY, seed=42))
+                                                 events_per_day=DEMO_EVENTS_PER_DAY, seed=42, until=now))
             seeded = result.rows
         first = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=HOURLY_RUNS)
         staged = stage.run(wh, config, first).staged

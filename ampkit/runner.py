@@ -102,7 +102,7 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
         params_file = Path(tmp) / "parameters.json"
         params_file.write_text(json.dumps(parameters))
         command = [sys.executable, "-m", "papermill", str(source), str(executed), "-f", str(params_file),
-                   "--log-output", "--execution-timeout", str(cell_timeout_seconds), "--cwd", str(source.parent),
+                   "--log-output", "--execution-timeout", str(cell_timeout_seconds),
                    "--no-progress-bar"]
         logger.info("notebook run name=%s record=%s", source.stem, output)
         status, code = _execute(command, timeout_seconds, log_path)

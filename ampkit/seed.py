@@ -55,6 +55,7 @@ class SeedSpec:
     dirty_share: float = 0.005
     late_share: float = 0.01
     first_id: int = 1
+    until: dt.datetime | None = None   # no event after this time (the clock): history, not the future
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +235,11 @@ def generate(spec: SeedSpec) -> Iterator[tuple[pa.Table, pa.Table]]:
             "device_id": device,
             "insert_id": insert_ids,
         })
+        if spec.until is not None:
+            # Cut at the clock before spoiling rows, so only the dirty share is stamped in the future.
+            until_us = int(spec.until.timestamp() * 1_000_000)
+            table = table.filter(pa.array(ts_us <= until_us))
+            n = table.num_rows
         table = _dirty(table, spec.dirty_share, rng)
         late = rng.random(n) < spec.late_share
         yield table.filter(pa.array(~late)), table.filter(pa.array(late))

@@ -314,19 +314,19 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
         bar.update(batch.num_rows)
         state.renew(wh, holder, config.lease_seconds)
     if dry_run:
-        counts = wh.run("sync_outcomes", {"run_id": run_id, "start_time": params["start_time"]}).to_pylist()
+        counts = wh.run("sync_resolve", {"run_id": run_id, "start_time": params["start_time"]}).to_pylist()
         _tally(w, counts, dry_run=True, dead=dead_rows)
         wh.run("sync_discard", {"run_id": run_id})
         w.check()
         return w
     state.write_dead_letters(wh, dead_rows)
-    counts = wh.run("sync_outcomes", {"run_id": run_id, "start_time": params["start_time"]}).to_pylist()
+    counts = wh.run("sync_resolve", {"run_id": run_id, "start_time": params["start_time"]}).to_pylist()
     accepted_by_amplitude = w.accepted
     _tally(w, counts)
     if w.accepted != accepted_by_amplitude:
         raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {w.accepted}")
     w.check()
-    wh.run("sync_finalize", {"run_id": run_id, "start_time": params["start_time"], "finished_at": config.clock(),
+    wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(),
                              "watermark": b, "move_watermark": move_watermark})
     logger.info("window done start=%s end=%s extracted=%d accepted=%d filtered=%d rejected=%d",
                 w.window_start.isoformat(), w.window_end.isoformat(), w.extracted, w.accepted,
@@ -339,7 +339,7 @@ def _tally(w: WindowResult, counts: list[dict], dry_run: bool = False, dead: lis
     for row in counts:
         if row["outcome"] == "accepted":
             w.accepted += row["row_count"]
-        elif row["outcome"] == "filtered":
+        elif row["outcome"] in ("filtered", "held"):
             w.filtered[row["reason"]] = w.filtered.get(row["reason"], 0) + row["row_count"]
         else:
             w.rejected[row["reason"]] = w.rejected.get(row["reason"], 0) + row["row_count"]

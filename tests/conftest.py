@@ -56,7 +56,8 @@ def fill(url: str, *, days: int = 2, events_per_day: int = 3000, dirty_share: fl
     """Seed `days` days ending at `now` and replay the hourly staging over the last `hours` hours."""
     with warehouses.open(url) as wh:
         seed.fill(wh, seed.SeedSpec(start=(now - dt.timedelta(days=days - 1)).date(), days=days,
-                                    events_per_day=events_per_day, dirty_share=dirty_share, late_share=late_share))
+                                    events_per_day=events_per_day, dirty_share=dirty_share, late_share=late_share,
+                                    until=now))
         cfg = configuration.load({"warehouse": url, "now": now})
         stage.replay(wh, cfg, now - dt.timedelta(hours=hours), now)
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 import orjson
 
@@ -111,8 +110,12 @@ def check_request(
     max_bytes: int,
     max_events: int,
     empty_events_ok: bool,
+    secret_keys: frozenset[str] = frozenset(),
 ) -> tuple[Project, list] | Reply:
-    """Request-level rules; keys are case-sensitive (`Events` is a missing `events`)."""
+    """Request-level rules; keys are case-sensitive (`Events` is a missing `events`).
+
+    A secret key sent as `api_key` by mistake is refused like any unknown key, but not echoed.
+    """
     if body.get("api_key") is None:
         return Reply.ingest_error(400, _ERR_MISSING, missing_field="api_key")
     if body.get("events") is None:
@@ -122,6 +125,8 @@ def check_request(
     if project is None:
         # Amplitude echoes the rejected key; it is not one of ours, so that leaks nothing.
         shown = api_key if isinstance(api_key, str) else orjson.dumps(api_key).decode()
+        if shown in secret_keys:
+            shown = "[a secret key; not shown]"
         return Reply.ingest_error(400, f"Invalid API key: {shown}")
     events = body["events"]
     if not isinstance(events, list):

@@ -66,6 +66,7 @@ class Service:
         self.stats = Stats(config.request_log_size, config.record_bodies)
         self._by_key = {p.api_key: p for p in config.projects}
         self._by_app = {p.app_id: p for p in config.projects}
+        self._secret_keys = frozenset(p.secret_key for p in config.projects if p.secret_key)
         self._silenced = frozenset(config.silenced_devices)
         self._limits = {"/2/httpapi": (config.httpapi_max_bytes, config.httpapi_eps),
                         "/batch": (config.batch_max_bytes, config.batch_eps)}
@@ -150,7 +151,7 @@ class Service:
                 return parsed
             body = parsed
             checked = ingest.check_request(body, len(data), self._by_key, max_bytes, config.max_events_per_request,
-                                           config.empty_events_ok)
+                                           config.empty_events_ok, self._secret_keys)
             if isinstance(checked, Reply):
                 checked.meta["events"] = len(body["events"]) if isinstance(body.get("events"), list) else None
                 return checked

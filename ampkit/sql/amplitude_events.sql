@@ -16,3 +16,10 @@ FROM event_logs AS e
 WHERE e.timestamp >= TIMESTAMP(@amplitude_start_date)
   AND e.timestamp <= @run_time
   AND NOT EXISTS (SELECT 1 FROM amplitude_events AS a WHERE a.id = e.id)
+;
+-- Counts of what this run staged, per 15-minute bucket of event time and name, for reconciliation.
+INSERT INTO ampkit_stage_counts (run_time, bucket, name, row_count)
+SELECT @run_time, TIMESTAMP_SECONDS(DIV(UNIX_SECONDS(timestamp), 900) * 900), name, COUNT(*)
+FROM amplitude_events
+WHERE loaded_at = @run_time
+GROUP BY 2, 3

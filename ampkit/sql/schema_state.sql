@@ -95,3 +95,33 @@ CREATE TABLE IF NOT EXISTS ampkit_run_rules (
   rule STRING NOT NULL,
   reason STRING
 );
+
+-- Counts kept as the data moves, so reconciliation never rescans the row-level tables:
+-- rows staged per staging run, and outcomes per sync run, in 15-minute UTC buckets of event
+-- time (any real time zone's days are whole sets of 15-minute buckets).
+CREATE TABLE IF NOT EXISTS ampkit_stage_counts (
+  run_time TIMESTAMP NOT NULL,
+  bucket TIMESTAMP,
+  name STRING,
+  row_count INT64
+);
+
+CREATE TABLE IF NOT EXISTS ampkit_outcome_counts (
+  run_id STRING NOT NULL,
+  bucket TIMESTAMP,
+  name STRING,
+  loaded_at TIMESTAMP,
+  outcome STRING,
+  reason STRING,
+  row_count INT64
+);
+
+-- What Amplitude's Export API returned for a reconciliation (row level: insert_id set differences).
+CREATE TABLE IF NOT EXISTS ampkit_amplitude_export (
+  recon_id STRING NOT NULL,
+  insert_id STRING,
+  event_type STRING,
+  platform STRING,
+  event_time TIMESTAMP,
+  uploaded_at TIMESTAMP
+);
