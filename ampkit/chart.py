@@ -1,6 +1,8 @@
 """The notebooks' figures and tables: every chart a notebook shows is built here, tested here."""
 from __future__ import annotations
 
+import collections
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -84,3 +86,121 @@ def runs_history(rows: list[dict]) -> go.Figure:
                     hovertext=part["run_id"])
     fig.update_layout(title="Events extracted per run", barmode="stack", yaxis_title="events")
     return fig
+
+
+# --- reconciliation -----------------------------------------------------------------------
+
+CAUSE_COLORS = {"before_start": "#6c757d", "not_staged": "#8ecae6", "not_synced": "#219ebc", "late_beyond_lookback": "#023047",
+                "export_lag": "#ffb703", "amplitude_only": "#d62828", "duplicated": "#f77f00", "unexplained": "#000000"}
+
+
+def anomalies_table(rec) -> pd.DataFrame:
+    """Anomalies first, then every row that is not ok: what a person must look at."""
+    rows = [{"severity": a.severity, "kind": a.kind, "day": a.day, "event": a.name, "events": a.count, "what": a.message}
+            for a in rec.anomalies]
+    rows += [{"severity": r.status, "kind": "unexplained_gap" if r.unexplained else "late_rows", "day": str(r.day),
+              "event": r.name, "events": r.unexplained or r.late_beyond_lookback, "what": "; ".join(r.notes)}
+             for r in rec.rows if r.status != "ok"]
+    if not rows:
+        return pd.DataFrame([{"severity": "ok", "kind": "-", "day": "", "event": "", "events": 0,
+                              "what": "every difference between Looker and Amplitude is explained"}])
+    order = {"fail": 0, "warn": 1}
+    return pd.DataFrame(rows).sort_values("severity", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def daily_totals(rec) -> go.Figure:
+    """Per day: events in Looker, events the sync had Amplitude accept, events in Amplitude."""
+    frame = pd.DataFrame([{"day": r.day, "looker": r.looker, "accepted": r.accepted, "amplitude": r.amplitude} for r in rec.rows])
+    fig = go.Figure()
+    if frame.empty:
+        fig.update_layout(title="No data in range")
+        return fig
+    daily = frame.groupby("day").sum(numeric_only=True).reset_index()
+    fig.add_bar(x=daily["day"], y=daily["looker"], name="Looker (event_logs)", marker_color="#adb5bd")
+    fig.add_bar(x=daily["day"], y=daily["amplitude"], name="Amplitude", marker_color="#2a9d8f")
+    fig.add_scatter(x=daily["day"], y=daily["accepted"], name="accepted by Amplitude (ledger)", mode="lines+markers",
+                    line_color="#264653")
+    fig.update_layout(title=f"Daily events, Looker vs Amplitude ({rec.time_zone})", barmode="group", yaxis_title="events")
+    return fig
+
+
+def gap_by_reason(rec) -> go.Figure:
+    """Per day, the Looker - Amplitude gap stacked by its named causes."""
+    parts = collections.defaultdict(collections.Counter)
+    for r in rec.rows:
+        for cause, n in r.causes().items():
+            parts[cause][r.day] += n
+    days = sorted({r.day for r in rec.rows})
+    fig = go.Figure()
+    for cause, per_day in sorted(parts.items(), key=lambda kv: -sum(abs(v) for v in kv[1].values())):
+        color = CAUSE_COLORS.get(cause) or ("#adb5bd" if cause.startswith("filtered") else "#e76f51")
+        fig.add_bar(x=days, y=[per_day.get(d, 0) for d in days], name=cause, marker_color=color)
+    fig.update_layout(barmode="relative", title="The gap, explained: why Looker and Amplitude differ, per day",
+                      yaxis_title="events (positive: only in Looker)")
+    return fig
+
+
+def gap_heatmap(rec, top: int = 30) -> go.Figure:
+    """Gap as % of Looker's count, by event and day, for the busiest events."""
+    frame = pd.DataFrame([{"day": str(r.day), "event": r.name, "looker": r.looker, "gap": r.gap} for r in rec.rows])
+    fig = go.Figure()
+    if frame.empty:
+        return fig
+    busiest = frame.groupby("event")["looker"].sum().sort_values(ascending=False).index[:top]
+    part = frame[frame["event"].isin(busiest)]
+    pivot = part.pivot_table(index="event", columns="day", values="gap", aggfunc="sum").reindex(busiest[::-1])
+    base = part.pivot_table(index="event", columns="day", values="looker", aggfunc="sum").reindex(busiest[::-1])
+    pct = (100 * pivot / base.where(base > 0)).round(1)
+    fig.add_heatmap(z=pct.values, x=list(pct.columns), y=list(pct.index), colorscale="RdYlGn_r", zmin=0, zmax=100,
+                    colorbar_title="gap %", hovertemplate="%{y} %{x}: %{z}% of Looker's events not in Amplitude<extra></extra>")
+    fig.update_layout(title="Gap % by event and day (100% = kept out by design or not yet sent)", height=max(400, 20 * len(pct) + 150))
+    return fig
+
+
+def tool_matrix(rec, data_map) -> pd.DataFrame:
+    """Which tool holds which data, by event family: in Looker only (and why), in both, in Amplitude only."""
+    families = _families()
+    out = collections.defaultdict(lambda: {"events in Looker only": 0, "events in both": 0, "events in Amplitude only": 0,
+                                           "why Looker only": collections.Counter()})
+    for r in rec.rows:
+        fam = families.get(r.name, "other")
+        x = out[fam]
+        x["events in both"] += r.amplitude - r.amplitude_only
+        x["events in Amplitude only"] += r.amplitude_only
+        only = r.before_start + sum(r.filtered.values()) + sum(r.rejected.values())
+        x["events in Looker only"] += only
+        for rule, n in r.filtered.items():
+            x["why Looker only"][f"rule {rule}"] += n
+        if r.before_start:
+            x["why Looker only"]["before the Amplitude start date"] += r.before_start
+        if r.rejected:
+            x["why Looker only"]["rejected (dead letters)"] += sum(r.rejected.values())
+    rows = []
+    for fam, x in sorted(out.items(), key=lambda kv: -(kv[1]["events in both"] + kv[1]["events in Looker only"])):
+        both, only = x["events in both"], x["events in Looker only"]
+        where = "Amplitude and Looker" if both and both >= only else "Looker only" if only else "Amplitude only" if x["events in Amplitude only"] else "-"
+        rows.append({"family": fam, "answered in": where, "events in both": both, "events in Looker only": only,
+                     "events in Amplitude only": x["events in Amplitude only"],
+                     "why Looker only": ", ".join(k for k, _ in x["why Looker only"].most_common(3))})
+    return pd.DataFrame(rows)
+
+
+def _families() -> dict[str, str]:
+    import csv
+    from importlib import resources
+    text = resources.files("ampkit.resources").joinpath("event_catalogue.csv").read_text(encoding="utf-8")
+    out = {}
+    for row in csv.DictReader(text.splitlines()):
+        name = row["name"].split(":<")[0]
+        out[name] = row["area"]
+    return _PrefixMap(out)
+
+
+class _PrefixMap(dict):
+    """Catalogue names with placeholders (`ViewRepogroup:<name>`) match their expansions."""
+
+    def get(self, key, default=None):
+        if key in self:
+            return self[key]
+        head = key.split(":")[0]
+        return super().get(head, default)

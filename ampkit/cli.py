@@ -302,6 +302,8 @@ def demo(obj):
     from ampkit import demo as demos
     result = demos.run({k: v for k, v in obj.overrides.items() if v is not None}, echo=click.echo)
     click.echo("")
+    click.echo(render_reconciliation(result.reconciliation))
+    click.echo("")
     click.echo("run records (executed notebooks):")
     for path in result.run_records:
         click.echo(f"  {path}")
@@ -326,8 +328,7 @@ def reconcile(obj, start, end, time_zone, tolerance, floor, as_json, html_path, 
     """Compare warehouse (Looker) and Amplitude counts per day and event; exit 1 when anything fails."""
     from ampkit import reconcile as reconciling
     config = obj.config(time_zone=time_zone, amplitude_url=amplitude_url)
-    last = dt.date.fromisoformat(end) if end else config.clock().astimezone(config.zone).date()
-    first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=6)
+    first, last = reconciling.date_range(config, start, end)
     result = reconciling.run(config, first, last, tolerance=reconciling.Tolerance(floor=floor, pct=tolerance))
     if html_path:
         from ampkit import runner

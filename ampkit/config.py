@@ -56,6 +56,7 @@ class Config:
     max_backoff_seconds: float = 60.0
     throttle_hold_seconds: float = 30.0
     dedup_horizon_days: int = 7
+    export_lag_seconds: int = 7200   # Amplitude's export lag (2 h); the sandbox's is configurable
     lease_seconds: int = 3600
     min_id_length: int = 5
     confirm_threshold_events: int = 5_000_000

@@ -54,7 +54,8 @@ def ensure_secrets(env=os.environ) -> None:
 
 def demo_config(overrides: dict | None = None) -> configuration.Config:
     """The demo's configuration: the embedded defaults with a fixed clock unless AMPKIT_NOW is set."""
-    values = {"now": os.environ.get("AMPKIT_NOW") or DEMO_NOW}
+    # The sandbox runs with no export lag, so the reconciliation expects none.
+    values = {"now": os.environ.get("AMPKIT_NOW") or DEMO_NOW, "export_lag_seconds": os.environ.get("AMPKIT_EXPORT_LAG_SECONDS") or 0}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return configuration.load(values)
 
@@ -101,6 +102,7 @@ def run(overrides: dict | None = None, echo=print) -> DemoResult:
         echo(f"Amplitude sandbox at {sandbox.url} (events kept in {sandbox_db})")
         os.environ["AMPKIT_AMPLITUDE_URL"] = sandbox.url
         os.environ["AMPKIT_WAREHOUSE"] = base.warehouse
+        os.environ.setdefault("AMPKIT_EXPORT_LAG_SECONDS", "0")
         with warehouses.open(base.warehouse) as wh:
             for at in hourly_times(base):
                 cfg = configuration.load({"now": at})
@@ -112,12 +114,19 @@ def run(overrides: dict | None = None, echo=print) -> DemoResult:
                 echo(f"hourly sync at {at:%Y-%m-%d %H:%M} UTC: {result.status} ({result.seconds:.0f}s) -> {result.notebook_path}")
                 if result.status != "ok":
                     raise_failed(result)
-        overview = runner.run("runs_overview", {}, config=configuration.load({"now": base.clock()}),
-                              log_path=str(STATE_DIR / "logs" / "demo.log"))
-        reports.append(overview.report_path)
-        if overview.status != "ok":
-            raise_failed(overview)
-    return DemoResult(seeded, staged, outcomes, records, reports, sandbox_db)
+        log = str(STATE_DIR / "logs" / "demo.log")
+        final = configuration.load({"now": base.clock()})
+        for name, params in (("runs_overview", {}), ("reconciliation", {"start": (base.clock() - dt.timedelta(days=DEMO_DAYS - 1)).date().isoformat()})):
+            done = runner.run(name, params, config=final, log_path=log)
+            reports.append(done.report_path)
+            records.append(done.notebook_path)
+            echo(f"{name}: {done.status} ({done.seconds:.0f}s) -> {done.report_path}")
+            if done.status != "ok":
+                raise_failed(done)
+        from ampkit import reconcile
+        first, last = reconcile.date_range(final, (base.clock() - dt.timedelta(days=DEMO_DAYS - 1)).date().isoformat(), None)
+        recon = reconcile.run(final, first, last)
+    return DemoResult(seeded, staged, outcomes, records, reports, sandbox_db, recon)
 
 
 def raise_failed(result) -> None:

@@ -33,7 +33,6 @@ from ampkit.errors import AmplitudeError, ReconcileError
 logger = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-EXPORT_LAG = dt.timedelta(hours=2)       # https://amplitude.com/docs/apis/analytics/export
 EXPORT_SCHEMA = pa.schema([("recon_id", pa.string()), ("insert_id", pa.string()), ("event_type", pa.string()),
                            ("platform", pa.string()), ("event_time", pa.timestamp("us", tz="UTC")),
                            ("uploaded_at", pa.timestamp("us", tz="UTC"))])
@@ -342,6 +341,15 @@ def _time_zone_check(segmentation, hourly, time_zone, start, end, tolerance) -> 
 # ---------------------------------------------------------------------------------------------
 # The I/O edge
 
+def date_range(config: Config, start: str | None, end: str | None, days: int = 7) -> tuple[dt.date, dt.date]:
+    """Local days [start, end] from ISO strings; defaults: the last `days` days up to the clock's day."""
+    last = dt.date.fromisoformat(end) if end else config.clock().astimezone(config.zone).date()
+    first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=days - 1)
+    if last < first:
+        raise ReconcileError(f"end {last} is before start {first}")
+    return first, last
+
+
 def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = Tolerance(),
         row_level: bool = True, segmentation_events: int = 3, warehouse=None, dashboard=None) -> Reconciliation:
     """Gather every source for local days [start, end] and compare them (I/O)."""
@@ -367,7 +375,7 @@ def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = 
         params = {"tz": config.time_zone, "start_ts": start_ts, "end_ts": end_ts, "watermark": mark,
                   "lookback_start": lookback_start, "recon_id": recon_id,
                   "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
-                  "lag_cutoff": now - EXPORT_LAG}
+                  "lag_cutoff": now - dt.timedelta(seconds=config.export_lag_seconds)}
         looker = _rows(wh.run("recon_looker", params))
         staged = _rows(wh.run("recon_staged", params))
         outcomes = _rows(wh.run("recon_outcomes", params))

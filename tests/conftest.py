@@ -45,7 +45,7 @@ def make_config(warehouse_url, sandbox):
     def make(**overrides):
         values = {"warehouse": warehouse_url, "amplitude_url": sandbox.url, "now": NOW,
                   "retry_budget_seconds": 60, "max_backoff_seconds": 0.5, "throttle_hold_seconds": 0.5,
-                  "settle_seconds": 0}
+                  "settle_seconds": 0, "export_lag_seconds": 0}
         values.update(overrides)
         return configuration.load(values)
     return make

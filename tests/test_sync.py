@@ -247,4 +247,5 @@ def test_crash_at_random_points_then_rerun_is_exactly_once(seeded, make_config, 
     assert_exactly_once(cfg, seeded)
     with warehouses.open(seeded) as wh:
         statuses = [r["status"] for r in state.runs(wh, 20)]
-    assert statuses[0] == "ok" and "interrupted" in statuses
+    # Every run shares the fixed clock's start time, so the ledger's order among them is arbitrary.
+    assert "ok" in statuses and "interrupted" in statuses and "running" not in statuses

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from email.utils import formatdate
 from http import HTTPStatus
@@ -182,6 +183,15 @@ class _Server(ThreadingHTTPServer):
         finally:
             with self._connections_lock:
                 self._connections.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request (killed, timed out) is routine for a test server;
+        # socketserver would print a traceback to stderr for each one.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            logger.debug("sandbox client went away address=%s error=%s", client_address[0], error)
+        else:
+            logger.exception("sandbox connection failed address=%s", client_address[0])
 
     def close_idle_connections(self) -> None:
         with self._connections_lock:

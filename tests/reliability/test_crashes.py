@@ -1,0 +1,256 @@
+"""1. Crashes: `python -m ampkit sync` SIGKILLed in every phase, then a normal re-run.
+
+Two kinds of kill points:
+
+- named points: the crash-point harness (`crashpoint.py`) lets the real `python -m ampkit sync`
+  run and SIGKILLs it when it reaches a precise place: in the lease transaction, between
+  ledger statements, mid-snapshot, after the transform, after Amplitude acknowledged a request
+  that ampkit has not recorded, during a backoff, between dead letters and the outcome commit,
+  inside the uncommitted finalize transaction, before the lease is released...;
+- random moments: plain SIGKILLs after a random delay while the sandbox answers slowly
+  (a `delay` fault) and requests are small, so kills land in every phase.
+
+After each kill a normal run completes the job. Then the sandbox export holds exactly the
+sendable insert_ids, each once; every row has exactly one outcome; and the ledger
+(`ampkit_runs`) shows the killed run honestly: `interrupted` if it started work and never
+finished, absent if it died before writing its ledger row, `ok` if it had finished.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import random
+import subprocess
+import time
+
+import pytest
+
+from ampkit import sync
+
+from . import support
+from .support import HOUR, MINUTE, NOW
+
+# Small requests, two lanes, two hourly windows per run: many steps to die between.
+SETTINGS = {"max_events_per_request": 10, "concurrency": 2, "initial_lookback_hours": 2, "lookback_hours": 1,
+            "retry_budget_seconds": 30, "max_backoff_seconds": 0.3, "throttle_hold_seconds": 0.3,
+            "request_timeout_seconds": 5}
+
+
+def window_rows(prefix: str, first_id: int, end: dt.datetime, per_hour: int = 60):
+    """Two hours of rows loaded up to `end`: sendable ones, plus one rejected (no id) and one filtered per hour.
+
+    Returns (rows, sendable insert_ids, {id: expected (outcome, reason)}).
+    """
+    rows, expected, outcomes = [], set(), {}
+    next_id = first_id
+    for hour in (2, 1):
+        top = end - (hour - 1) * HOUR
+        for r in support.spread(prefix, next_id, per_hour, top - HOUR, top):
+            rows.append(r)
+            expected.add(r["insert_id"])
+            outcomes[r["id"]] = ("accepted", None)
+        next_id += per_hour
+        rows.append(support.row(next_id, prefix, loaded_at=top - 30 * MINUTE, device_id=None, user_id=0,
+                                anonymous_user_id=""))
+        outcomes[next_id] = ("rejected", "no_id")
+        rows.append(support.row(next_id + 1, prefix, loaded_at=top - 29 * MINUTE, name="codeintel.hover"))
+        outcomes[next_id + 1] = ("filtered", "codeintel_deny_list")
+        next_id += 2
+    return rows, expected, outcomes
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    name: str
+    at: str
+    ledger: str                 # the killed run's ledger row after the re-run: absent | interrupted | ok
+    faults: tuple = ()          # sandbox faults that make the point reachable
+
+    def __str__(self) -> str:
+        return self.name
+
+
+FINISH_BUG = ("BUG: ampkit/sql/runs_finish.sql replaces the ledger row with a DELETE then an INSERT outside a "
+              "transaction; a run killed between the two statements vanishes from ampkit_runs although its "
+              "outcomes (ampkit_deliveries.run_id) and watermark are committed, so the ledger does not show it "
+              "at all. Fix: wrap runs_finish.sql in BEGIN TRANSACTION ... COMMIT TRANSACTION (or UPDATE the row "
+              "in place), as sync_finalize.sql does.")
+
+POINTS = [
+    Point("lease-transaction-uncommitted", "stmt:lease_acquire#3:1", "absent"),
+    Point("lease-taken", "return:state.acquire:1", "absent"),
+    Point("ledger-marking-earlier-runs", "stmt:runs_start#2:1", "absent"),
+    Point("ledger-row-written", "return:state.start_run:1", "interrupted"),
+    Point("extract-snapshot-mid-statement", "stmt:sync_snapshot#3:1", "interrupted"),
+    Point("extract-snapshot-done", "qreturn:sync_snapshot:1", "interrupted"),
+    Point("extract-second-window", "qreturn:sync_snapshot:2", "interrupted"),
+    Point("transform-data-map-decided", "return:state.write_rules:1", "interrupted"),
+    Point("transform-query-started", "qcall:sync_extract:1", "interrupted"),
+    Point("transform-first-batch-built", "call:sender.Chunk.from_batch:1", "interrupted"),
+    Point("send-before-first-request", "call:amplitude.Client.post:1", "interrupted"),
+    Point("send-acknowledged-not-recorded", "return:amplitude.Client.post:1", "interrupted"),
+    Point("send-mid-window", "return:amplitude.Client.post:4", "interrupted"),
+    Point("send-second-window", "return:amplitude.Client.post:9", "interrupted"),
+    Point("send-during-backoff", "call:sender.Sender._backoff:1", "interrupted",
+          faults=({"endpoint": "/batch", "status": 503, "count": 1},)),
+    Point("send-holding-throttled-ids", "return:sender.Sender._throttled:1", "interrupted",
+          faults=({"endpoint": "/batch", "status": 429, "count": 1, "throttled": "first"},)),
+    Point("send-ingested-then-500", "return:amplitude.Client.post:1", "interrupted",
+          faults=({"endpoint": "/batch", "kind": "ingested_then_500", "count": 1},)),
+    Point("checkpoint-before-dead-letters", "call:state.write_dead_letters:1", "interrupted"),
+    Point("checkpoint-dead-letters-written", "return:state.write_dead_letters:1", "interrupted"),
+    Point("checkpoint-outcomes-resolved", "qreturn:sync_resolve:1", "interrupted"),
+    Point("checkpoint-finalize-uncommitted", "stmt:sync_finalize#3:1", "interrupted"),
+    Point("checkpoint-finalize-before-commit", "stmt:sync_finalize#-1:1", "interrupted"),
+    Point("checkpoint-first-window-committed", "qreturn:sync_finalize:1", "interrupted"),
+    Point("checkpoint-lease-renewed", "return:state.renew:1", "interrupted"),
+    Point("ledger-finishing", "call:state.finish_run:1", "interrupted"),
+    Point("ledger-finish-between-statements", "stmt:runs_finish#2:1", "interrupted"),
+    Point("release-pending", "call:state.release:1", "ok"),
+]
+SOAK_POINTS = [  # the same places again, later in the run
+    Point("send-later-request", "return:amplitude.Client.post:7", "interrupted"),
+    Point("send-last-window-start", "call:amplitude.Client.post:8", "interrupted"),
+    Point("checkpoint-second-window-dead-letters", "return:state.write_dead_letters:2", "interrupted"),
+    Point("checkpoint-second-window-uncommitted", "stmt:sync_finalize#3:2", "interrupted"),
+    Point("checkpoint-second-window-committed", "qreturn:sync_finalize:2", "interrupted"),
+    Point("transform-second-window", "qcall:sync_extract:2", "interrupted"),
+    Point("send-second-backoff", "call:sender.Sender._backoff:2", "interrupted",
+          faults=({"endpoint": "/batch", "status": 502, "count": 2},)),
+]
+
+
+def _param(point: Point):
+    marks = [pytest.mark.xfail(strict=True, reason=FINISH_BUG)] if point.name == "ledger-finish-between-statements" else []
+    return pytest.param(point, id=point.name, marks=marks)
+
+
+def kill_then_rerun(tmp_path, amp, prefix, rel, point: Point):
+    url = support.fresh_warehouse(tmp_path)
+    rows, expected, outcomes = window_rows(prefix, 1, NOW)
+    support.insert(url, rows)
+    for fault in point.faults:
+        amp.control.inject(**fault)
+    trace = tmp_path / "trace.txt"
+    child = support.ampkit("-q", "sync", "--progress", "none", environ=support.env(url, amp.url, **SETTINGS),
+                           at=point.at, trace=trace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code = support.finish(child)
+    stderr = child.stderr.read().decode(errors="replace")
+    child.stderr.close()
+    fired = trace.read_text() if trace.exists() else ""
+    assert support.killed_by_sigkill(code) and "KILL" in fired, \
+        f"the run was not killed at {point.at} (exit {code}); trace: {fired!r}; stderr: {stderr[-800:]}"
+    rel.killed()
+    amp.control.clear_faults()
+
+    killed = support.ledger(url)
+    if point.ledger == "interrupted":
+        # Before any re-run the ledger already says the run never finished.
+        assert [r["status"] for r in killed.values()] == ["running"], killed
+
+    result = sync.run(support.config(url, amp.url, **SETTINGS), progress="none")
+    assert result.status == "ok", result.error
+    support.identity(result)
+    rel.delivered(expected, support.exported(amp.url, prefix), f"killed at {point.name}")
+
+    after = support.ledger(url)
+    killed_status = {run_id: after[run_id]["status"] for run_id in killed if run_id in after}
+    if point.ledger == "absent":
+        assert not killed, f"a run killed before writing its ledger row left one: {killed}"
+    else:
+        assert killed_status and list(killed_status.values()) == [point.ledger], \
+            f"killed at {point.name}: ledger shows {killed_status or 'no row for the killed run'}"
+    if point.ledger == "interrupted":
+        (row,) = [after[k] for k in killed_status]
+        assert "killed or crashed" in (row["error"] or ""), row
+    assert after[result.run_id]["status"] == "ok"
+    assert support.books(url) == []
+    got = support.outcome_of(url, outcomes)
+    assert got == outcomes, {k: (v, got.get(k)) for k, v in outcomes.items() if got.get(k) != v}
+    assert support.watermark(url) == NOW
+
+
+@pytest.mark.parametrize("point", [_param(p) for p in POINTS])
+def test_sigkill_at_named_point_then_rerun(point, tmp_path, amp, prefix, rel):
+    kill_then_rerun(tmp_path, amp, prefix, rel, point)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [_param(p) for p in SOAK_POINTS])
+def test_sigkill_at_later_points_soak(point, tmp_path, amp, prefix, rel, soak):
+    if not soak:
+        pytest.skip("soak mode only (--soak or AMPKIT_SOAK=1)")
+    kill_then_rerun(tmp_path, amp, prefix, rel, point)
+
+
+def _phases(trace) -> list[str]:
+    if not trace.exists():
+        return ["startup"]
+    phases = [line.split()[1] for line in trace.read_text().splitlines() if line.startswith("phase ")]
+    return phases or ["startup"]
+
+
+def test_sigkill_at_random_moments_then_rerun(tmp_path, amp, prefix, rel, soak):
+    """Plain SIGKILLs after a random delay while Amplitude is slow; each followed by a normal run."""
+    cycles = 80 if soak else 8
+    rng = random.Random(0x5EED)
+    url = support.fresh_warehouse(tmp_path)
+    amp.control.inject("/batch", kind="delay", delay_seconds=0.03, share=1.0)
+    expected: set[str] = set()
+    hit = collections.Counter()
+    kills = 0
+    for cycle in range(cycles):
+        now = NOW + cycle * 2 * HOUR
+        rows, sendable, _ = window_rows(prefix, 1 + cycle * 200, now, per_hour=40)
+        support.insert(url, rows)
+        expected |= sendable
+        trace = tmp_path / f"trace-{cycle}.txt"
+        environ = support.env(url, amp.url, now=now.isoformat(), **SETTINGS)
+        child = support.ampkit("-q", "sync", "--progress", "none", environ=environ, trace=trace,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 2.6))
+        child.kill()
+        code = support.finish(child)
+        phase = _phases(trace)[-1] if support.killed_by_sigkill(code) else "finished"
+        hit[phase] += 1
+        if support.killed_by_sigkill(code):
+            kills += 1
+            rel.killed()
+        result = sync.run(support.config(url, amp.url, now=now, **SETTINGS), progress="none")
+        assert result.status == "ok", result.error
+        support.identity(result)
+        rel.delivered(expected, support.exported(amp.url, prefix), f"cycle {cycle}, killed in phase {phase}")
+        problems = support.books(url)
+        assert problems == [], f"cycle {cycle} (killed in {phase}): {problems}"
+        rel.subcase()
+    rel.subcase(-1)  # the test itself is one case
+    statuses = collections.Counter(r["status"] for r in support.ledger(url).values())
+    assert statuses["running"] == 0 and statuses["ok"] >= cycles
+    assert kills >= cycles * 0.6, f"only {kills} of {cycles} runs were killed mid-way; phases: {dict(hit)}"
+    print(f"random kills by phase: {dict(hit)}")
+
+
+def test_several_kills_in_a_row_then_one_rerun(tmp_path, amp, prefix, rel):
+    """Three runs killed back to back (each taking over the dead one's lease), then one clean run."""
+    url = support.fresh_warehouse(tmp_path)
+    rows, expected, outcomes = window_rows(prefix, 1, NOW)
+    support.insert(url, rows)
+    environ = support.env(url, amp.url, **SETTINGS)
+    points = ["return:amplitude.Client.post:3", "return:state.write_dead_letters:1", "qreturn:sync_finalize:1"]
+    for at in points:
+        child = support.ampkit("-q", "sync", "--progress", "none", environ=environ, at=at,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert support.killed_by_sigkill(support.finish(child)), at
+        rel.killed()
+        rel.subcase()
+    rel.subcase(-1)
+    started = support.ledger(url)
+    assert sorted(r["status"] for r in started.values()) == ["interrupted", "interrupted", "running"]
+    result = sync.run(support.config(url, amp.url, **SETTINGS), progress="none")
+    assert result.status == "ok"
+    rel.delivered(expected, support.exported(amp.url, prefix), "three kills in a row")
+    after = support.ledger(url)
+    assert sorted(after[k]["status"] for k in started) == ["interrupted"] * 3
+    assert support.books(url) == []
+    assert support.outcome_of(url, outcomes) == outcomes
