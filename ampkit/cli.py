@@ -369,6 +369,41 @@ def render_reconciliation(result) -> str:
     return "\n".join(lines)
 
 
+@cli.group("dead-letters")
+def dead_letters():
+    """Events that could not be delivered: list them, replay the fixable ones."""
+
+
+@dead_letters.command("list")
+@click.option("--since", default="1970-01-01", show_default=True, help="Only dead letters created since (ISO time).")
+@click.pass_obj
+@handle_errors
+def dead_letters_list(obj, since):
+    """Dead letters per reason."""
+    from ampkit import deadletter
+    for row in deadletter.counts(obj.config(), configuration.parse_time(since)):
+        click.echo(f"{row['reason']:<40} {row['events']:>10,}  open {row['open_events']:>10,}  last {_t(row['last'])}")
+
+
+@dead_letters.command("replay")
+@click.option("--reason", "reasons", multiple=True, required=True, help="Replay dead letters with this reason (repeatable).")
+@click.option("--since", required=True, help="Only dead letters created since (ISO time).")
+@click.option("--force", is_flag=True, help="Resend even beyond Amplitude's 7-day dedup horizon.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def dead_letters_replay(obj, reasons, since, force, as_json):
+    """Send the matching dead letters again through the normal pipeline (from the warehouse's current data)."""
+    from ampkit import deadletter
+    result = deadletter.replay(obj.config(), list(reasons), configuration.parse_time(since), force=force)
+    if result is None:
+        click.echo("no dead letters match")
+        return
+    click.echo(json.dumps(result.to_dict(), default=str) if as_json else render_sync(result))
+    if result.status == "failed":
+        sys.exit(1)
+
+
 def _t(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 

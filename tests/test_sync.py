@@ -249,3 +249,19 @@ def test_crash_at_random_points_then_rerun_is_exactly_once(seeded, make_config, 
         statuses = [r["status"] for r in state.runs(wh, 20)]
     # Every run shares the fixed clock's start time, so the ledger's order among them is arbitrary.
     assert "ok" in statuses and "interrupted" in statuses and "running" not in statuses
+
+
+def test_dead_letters_replay_sends_the_fixed_rows(seeded, make_config, sandbox):
+    from ampkit import deadletter
+    cfg = make_config(max_events_per_request=100)
+    sandbox.control.inject("/batch", status=429, count=2, throttled="first", daily_quota=True)
+    first = sync.run(cfg, progress="none")
+    quota = first.rejected.get("quota", 0)
+    assert quota > 0
+    replayed = deadletter.replay(cfg, ["quota"], NOW - dt.timedelta(days=1))
+    assert replayed.accepted == quota and replayed.extracted == quota
+    assert deadletter.replay(cfg, ["quota"], NOW - dt.timedelta(days=1)) is None
+    assert_exactly_once(cfg, seeded)
+    with warehouses.open(seeded) as wh:
+        left = _query(wh, "SELECT COUNT(*) AS n FROM ampkit_deliveries WHERE reason = 'quota'")[0]["n"]
+    assert left == 0

@@ -264,7 +264,7 @@ SAMPLE_PARAMS = {
     "event_start": t(2020, 1, 1), "event_end": t(2030, 1, 1), "watermark": t(2024, 1, 1, 12),
     "horizon": t(2024, 1, 1), "future_limit": t(2024, 1, 2), "dedup_start": t(2023, 12, 25),
     "since": t(2020, 12, 1), "until": t(2024, 1, 2), "start_ts": t(2023, 12, 25), "end_ts": t(2024, 1, 2),
-    "recon_id": "recon-1", "tz": "America/New_York", "lag_cutoff": t(2024, 1, 1, 10),
+    "recon_id": "recon-1", "tz": "America/New_York", "lag_cutoff": t(2024, 1, 1, 10), "reasons": ["quota"],
     "amplitude_start_date": dt.date(2020, 12, 1),
     "extracted": 3, "sent": 2, "accepted": 2, "filtered_total": 1, "rejected_total": 0, "requests": 1,
     "retries": 0, "limit": 20, "lanes": 4, "min_id_length": 5, "max_properties_bytes": 8192,
