@@ -124,6 +124,19 @@ def daily_totals(rec) -> go.Figure:
     return fig
 
 
+def recent_hours(rec) -> go.Figure:
+    """The last 48 hours, per UTC hour: events Amplitude accepted (ledger) vs events it holds."""
+    frame = pd.DataFrame(rec.recent_hours)
+    fig = go.Figure()
+    if frame.empty:
+        fig.update_layout(title="No events in the last 48 hours")
+        return fig
+    fig.add_bar(x=frame["hour"], y=frame["accepted"], name="accepted by Amplitude (ledger)", marker_color="#264653")
+    fig.add_scatter(x=frame["hour"], y=frame["amplitude"], name="in Amplitude (export)", mode="lines+markers", line_color="#2a9d8f")
+    fig.update_layout(title="The last 48 hours, per hour (UTC)", yaxis_title="events")
+    return fig
+
+
 def gap_by_reason(rec) -> go.Figure:
     """Per day, the Looker - Amplitude gap stacked by its named causes."""
     parts = collections.defaultdict(collections.Counter)
@@ -204,3 +217,110 @@ class _PrefixMap(dict):
             return self[key]
         head = key.split(":")[0]
         return super().get(head, default)
+
+
+# --- onboarding -----------------------------------------------------------------------------
+
+TOOL_COLORS = {"Amplitude": "#2a9d8f", "Looker": "#6c5ce7"}
+
+
+def _whole(frame: pd.DataFrame):
+    """A table shown in full: a DataFrame's HTML cuts cells at 50 characters, and the notes are the point."""
+    return frame.style.hide(axis="index").format(escape="html")
+
+
+def kept_out_table(rules):
+    """The data map's exclusions with the rows each kept out (`ampkit.routing.kept_out`), as a Styler."""
+    from ampkit.routing import reason_label
+    frame = pd.DataFrame([{"rule": r.rule, "why": reason_label(r.reason), "note": r.note, "what it names": r.names,
+                           "rows kept out": r.rows, "share of all rows": f"{r.share:.1%}",
+                           "busiest events kept out": ", ".join(r.top)} for r in rules],
+                         columns=["rule", "why", "note", "what it names", "rows kept out", "share of all rows",
+                                  "busiest events kept out"])
+    return _whole(frame).format({"rows kept out": "{:,}"})
+
+
+def funnel_chart(f) -> go.Figure:
+    """People at each step of a funnel (`ampkit.product.Funnel`), with conversion from step 1 and from the previous step."""
+    fig = go.Figure()
+    if not f.people or not f.people[0]:
+        fig.update_layout(title=f"Nobody started the funnel between {f.start} and {f.end}")
+        return fig
+    text = [f"{n:,} · {c:.1%} of step 1 · {s:.0%} of the previous" for n, c, s in zip(f.people, f.conversion, f.step_conversion)]
+    fig.add_funnel(y=list(f.steps), x=list(f.people), text=text, textinfo="text", marker_color=TOOL_COLORS["Amplitude"],
+                   hovertemplate="%{y}<br>%{x:,} people<extra></extra>")
+    fig.update_layout(title=f"Sign-up funnel: {f.start} to {f.end} ({f.time_zone}), conversion window {f.window_days} days",
+                      height=120 + 60 * len(f.steps))
+    return fig
+
+
+def retention_heatmap(r) -> go.Figure:
+    """Weekly cohorts by week number: share of each cohort active again (`ampkit.product.Retention`)."""
+    fig = go.Figure()
+    if not r.cohorts:
+        fig.update_layout(title="No active people in this period")
+        return fig
+    z = [[None if v is None else round(100 * v, 1) for v in row] for row in r.matrix()]
+    labels = [f"{c:%Y-%m-%d} ({r.size(c):,})" for c in r.cohorts]
+    fig.add_heatmap(z=z, x=[f"week {n}" for n in range(r.weeks)], y=labels, colorscale="Teal", zmin=0, zmax=100,
+                    text=[["" if v is None else f"{v:.0f}%" for v in row] for row in z], texttemplate="%{text}",
+                    colorbar_title="% active", hovertemplate="cohort %{y}<br>%{x}: %{z}%<extra></extra>")
+    fig.update_layout(title=f"Weekly retention by first active week (Monday weeks, {r.time_zone}); the last week is still running",
+                      yaxis_autorange="reversed", yaxis_title="cohort (people)", height=200 + 40 * len(labels))
+    return fig
+
+
+def family_chart(families) -> go.Figure:
+    """Rows per event family: sent to Amplitude, or kept in Looker only by a data-map rule (`ampkit.routing.families`)."""
+    fig = go.Figure()
+    shown = [f for f in families if f.rows_sent or f.rows_kept_out]
+    if not shown:
+        fig.update_layout(title="No events in this period")
+        return fig
+    names = [f.name for f in shown][::-1]
+    fig.add_bar(y=names, x=[f.rows_sent for f in shown][::-1], orientation="h", name="in Amplitude (and Looker)",
+                marker_color=TOOL_COLORS["Amplitude"], hovertemplate="%{y}: %{x:,} rows in Amplitude<extra></extra>")
+    rules = sorted({rule for f in shown for rule in f.rows_kept_out})
+    greys = ["#6c5ce7", "#a29bfe", "#b2bec3", "#636e72", "#dfe6e9", "#2d3436"]
+    for i, rule in enumerate(rules):
+        fig.add_bar(y=names, x=[f.rows_kept_out.get(rule, 0) for f in shown][::-1], orientation="h",
+                    name=f"Looker only: {rule}", marker_color=greys[i % len(greys)],
+                    hovertemplate="%{y}: %{x:,} rows kept out by " + rule + "<extra></extra>")
+    fig.update_layout(barmode="stack", title="Where each event family lives (rows per family, by the data map)",
+                      xaxis_title="rows", height=max(380, 30 * len(names) + 160), legend_title="where")
+    return fig
+
+
+def family_table(families):
+    """Per family: where it lives, and how many of its event types are in Amplitude or Looker only (a Styler)."""
+    return _whole(pd.DataFrame([{"family": f.name, "lives in": f.lives_in, "event types in Amplitude": f.types_sent,
+                          "event types in Looker only": f.types_kept_out, "rows in Amplitude": f.rows_sent,
+                          "rows in Looker only": sum(f.rows_kept_out.values()),
+                          "kept out by": ", ".join(sorted(f.rows_kept_out))} for f in families]))
+
+
+def reconciliation_summary(rec):
+    """One reconciliation in a few lines: status, the two counts, and each named cause of the gap (a Styler)."""
+    t = rec.totals()
+    anomalies = f"{len(rec.anomalies)} anomalies: see the reconciliation notebook" if rec.anomalies else "no anomalies"
+    rows = [("status", rec.status.upper(), f"{rec.start} to {rec.end} ({rec.time_zone}); {anomalies}"),
+            ("in Looker (event_logs)", t["looker"], "every event"),
+            ("in Amplitude", t["amplitude"], "what the sync delivered")]
+    meaning = {"before_start": "only in Looker: before the Amplitude start date",
+               "not_staged": "only in Looker: not yet copied to amplitude_events",
+               "not_synced": "only in Looker until the next hourly sync",
+               "late_beyond_lookback": "only in Looker: loaded too late, needs a backfill",
+               "export_lag": "sent, not yet in Amplitude's export"}
+    for key, text in meaning.items():
+        if t[key]:
+            rows.append((key.replace("_", " "), t[key], text))
+    for rule, n in sorted(t["filtered"].items(), key=lambda kv: -kv[1]):
+        rows.append((f"data-map rule {rule}", n, "only in Looker, by design"))
+    for reason, n in sorted(t["rejected"].items(), key=lambda kv: -kv[1]):
+        rows.append((f"rejected: {reason}", n, "only in Looker: Amplitude would refuse it"))
+    for key in ("amplitude_only", "duplicated"):
+        if t[key]:
+            rows.append((key.replace("_", " "), t[key], "only in Amplitude: a problem"))
+    rows.append(("unexplained", t["unexplained"], "0 when the two tools agree"))
+    frame = pd.DataFrame(rows, columns=["", "events", "meaning"])
+    return _whole(frame).format(lambda v: f"{v:,}" if isinstance(v, int) else v, subset=["events"])

@@ -404,6 +404,15 @@ def dead_letters_replay(obj, reasons, since, force, as_json):
         sys.exit(1)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def lab(args):
+    """JupyterLab on the notebooks, with the demo's warehouse and a running sandbox (needs the `lab` extra)."""
+    from ampkit import demo as demos
+    sys.exit(demos.lab(list(args)))
+
+
 def _t(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 

@@ -216,7 +216,10 @@ def parse_time(value: Any) -> dt.datetime | None:
     elif isinstance(value, dt.date):
         t = dt.datetime(value.year, value.month, value.day)
     else:
-        t = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        try:
+            t = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"'{value}' is not an ISO time (e.g. 2022-03-14T12:00:00Z)") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     return t.astimezone(dt.timezone.utc)

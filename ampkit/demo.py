@@ -132,3 +132,20 @@ def run(overrides: dict | None = None, echo=print) -> DemoResult:
 def raise_failed(result) -> None:
     from ampkit.errors import RunnerError
     raise RunnerError(f"the {result.name} notebook run {result.status} (exit {result.exit_code}); see {result.notebook_path or 'the log above'}")
+
+
+def lab(args: list[str]) -> int:
+    """JupyterLab on the notebooks with the demo's warehouse, clock and a running sandbox (I/O)."""
+    import subprocess
+    import sys
+    from ampkit.sandbox import SandboxConfig, spawn
+
+    ensure_secrets()
+    base = demo_config()
+    keys = configuration.load({})
+    with spawn(SandboxConfig(db_path=str(STATE_DIR / "sandbox.duckdb"), api_keys=[(keys.api_key, keys.secret_key)],
+                             export_lag_seconds=0, time_zone=base.time_zone)) as sandbox:
+        env = {**os.environ, "AMPKIT_AMPLITUDE_URL": sandbox.url, "AMPKIT_WAREHOUSE": base.warehouse,
+               "AMPKIT_NOW": base.clock().isoformat(), "AMPKIT_EXPORT_LAG_SECONDS": "0"}
+        print(f"Amplitude sandbox at {sandbox.url}; warehouse {base.warehouse}; clock {base.clock().isoformat()}")
+        return subprocess.call([sys.executable, "-m", "jupyterlab", "--notebook-dir=notebooks", *args], env=env)

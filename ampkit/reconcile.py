@@ -116,6 +116,7 @@ class Reconciliation:
     anomalies: list[Anomaly]
     data_map_version: str
     checks: list[str] = dataclasses.field(default_factory=list)
+    recent_hours: list[dict] = dataclasses.field(default_factory=list)   # per UTC hour, the last 48 hours
 
     @property
     def status(self) -> str:
@@ -149,7 +150,8 @@ class Reconciliation:
             d["gap"] = r.gap
             d["causes"] = r.causes()
             rows.append(d)
-        return {"summary": self.summary(), "rows": rows}
+        recent = [{**h, "hour": h["hour"].isoformat()} for h in self.recent_hours]
+        return {"summary": self.summary(), "rows": rows, "recent_hours": recent}
 
     def frame(self):
         """The rows as a DataFrame, problems first (for the notebook)."""
@@ -251,7 +253,20 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
         if anomaly:
             anomalies.append(anomaly)
     ordered = sorted(rows.values(), key=lambda r: (r.day, r.name))
-    return Reconciliation(start, end, time_zone, ordered, anomalies, data_map.version, checks)
+    return Reconciliation(start, end, time_zone, ordered, anomalies, data_map.version, checks,
+                          _recent_hours(hourly, now, tolerance.recent_hours))
+
+
+def _recent_hours(hourly: list[dict], now: dt.datetime, hours: int) -> list[dict]:
+    """Accepted vs in-Amplitude per UTC hour over the last `hours` hours (pure)."""
+    since = now - dt.timedelta(hours=hours)
+    per_hour: dict = collections.defaultdict(lambda: {"accepted": 0, "accepted_recent": 0, "amplitude": 0})
+    for h in hourly:
+        if h["hour"] >= since:
+            v = per_hour[h["hour"]]
+            for key in v:
+                v[key] += h[key]
+    return [{"hour": hour, **v} for hour, v in sorted(per_hour.items())]
 
 
 def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions, now) -> list[Anomaly]:

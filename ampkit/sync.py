@@ -240,10 +240,13 @@ def _plan(config: Config, wh, now, start, end, force, yes):
             raise SyncError(f"the open window starts {mark.isoformat()}, beyond Amplitude's {config.dedup_horizon_days}-day "
                             f"dedup horizon, and an earlier run may have sent part of it; resend with --force if duplicates are acceptable")
     lookback = lower - dt.timedelta(hours=config.lookback_hours)
-    windows = [(a, b, EPOCH, FAR_FUTURE) for a, b in hourly_windows(lower, upper)] if upper > lower else []
-    if mark is None and not windows:
-        windows = []
-    return windows, lookback, True
+    hours = hourly_windows(lower, upper) if upper > lower else []
+    if len(hours) > 2:
+        # Hours without loaded rows need no window of their own; the first (it reaches back over
+        # the lookback) and the last (it moves the watermark to the end) always run.
+        loaded = {r["hour_end"] for r in wh.run("sync_hours", {"window_start": lower, "window_end": upper}).to_pylist()}
+        hours = [w for i, w in enumerate(hours) if i in (0, len(hours) - 1) or w[1] in loaded]
+    return [(a, b, EPOCH, FAR_FUTURE) for a, b in hours], lookback, True
 
 
 def _open_window(config: Config, wh, now, start, end):

@@ -265,3 +265,17 @@ def test_dead_letters_replay_sends_the_fixed_rows(seeded, make_config, sandbox):
     with warehouses.open(seeded) as wh:
         left = _query(wh, "SELECT COUNT(*) AS n FROM ampkit_deliveries WHERE reason = 'quota'")[0]["n"]
     assert left == 0
+
+
+def test_resend_beyond_the_dedup_horizon_needs_force(seeded, make_config):
+    cfg = make_config()
+    sync.run(cfg, progress="none")
+    # Ten days later, with an interrupted run that may have sent part of the still-open window.
+    later = make_config(now=NOW + dt.timedelta(days=10))
+    with warehouses.open(seeded) as wh, wh.connect() as con:
+        con.execute("""INSERT INTO ampkit_runs (run_id, started_at, status, window_start, window_end)
+                       VALUES ('old-run', $t, 'interrupted', $a, $b)""",
+                    {"t": NOW + dt.timedelta(hours=1), "a": NOW, "b": NOW + dt.timedelta(hours=2)})
+    with pytest.raises(SyncError, match="--force"):
+        sync.run(later, progress="none")
+    assert sync.run(later, force=True, progress="none").status == "ok"
