@@ -144,7 +144,7 @@ def finish_run(warehouse, record: RunRecord) -> None:
 
 def record_run(warehouse, record: RunRecord) -> None:
     """Write a complete ledger row for a run that never started work, e.g. skipped_locked (I/O)."""
-    warehouse.run("runs_record", record.params())
+    finish_run(warehouse, record)
 
 
 def write_rules(warehouse, run_id: str, decisions: Iterable[tuple[str, str | None, str, str, str | None]]) -> None:
