@@ -172,11 +172,12 @@ def gap_heatmap(rec, top: int = 30) -> go.Figure:
 
 def tool_matrix(rec, data_map) -> pd.DataFrame:
     """Which tool holds which data, by event family: in Looker only (and why), in both, in Amplitude only."""
-    families = _families()
+    from ampkit import routing
+    family = routing.family_of(routing.catalogue())
     out = collections.defaultdict(lambda: {"events in Looker only": 0, "events in both": 0, "events in Amplitude only": 0,
                                            "why Looker only": collections.Counter()})
     for r in rec.rows:
-        fam = families.get(r.name, "other")
+        fam = family(r.name) or "other"
         x = out[fam]
         x["events in both"] += r.amplitude - r.amplitude_only
         x["events in Amplitude only"] += r.amplitude_only
@@ -198,25 +199,6 @@ def tool_matrix(rec, data_map) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _families() -> dict[str, str]:
-    import csv
-    from importlib import resources
-    text = resources.files("ampkit.resources").joinpath("event_catalogue.csv").read_text(encoding="utf-8")
-    out = {}
-    for row in csv.DictReader(text.splitlines()):
-        name = row["name"].split(":<")[0]
-        out[name] = row["area"]
-    return _PrefixMap(out)
-
-
-class _PrefixMap(dict):
-    """Catalogue names with placeholders (`ViewRepogroup:<name>`) match their expansions."""
-
-    def get(self, key, default=None):
-        if key in self:
-            return self[key]
-        head = key.split(":")[0]
-        return super().get(head, default)
 
 
 # --- onboarding -----------------------------------------------------------------------------
@@ -226,7 +208,7 @@ TOOL_COLORS = {"Amplitude": "#2a9d8f", "Looker": "#6c5ce7"}
 
 def _whole(frame: pd.DataFrame):
     """A table shown in full: a DataFrame's HTML cuts cells at 50 characters, and the notes are the point."""
-    return frame.style.hide(axis="index").format(escape="html")
+    return frame.style.hide(axis="index").format(escape="html").set_properties(**{"text-align": "left"})
 
 
 def kept_out_table(rules):
@@ -281,10 +263,10 @@ def family_chart(families) -> go.Figure:
     fig.add_bar(y=names, x=[f.rows_sent for f in shown][::-1], orientation="h", name="in Amplitude (and Looker)",
                 marker_color=TOOL_COLORS["Amplitude"], hovertemplate="%{y}: %{x:,} rows in Amplitude<extra></extra>")
     rules = sorted({rule for f in shown for rule in f.rows_kept_out})
-    greys = ["#6c5ce7", "#a29bfe", "#b2bec3", "#636e72", "#dfe6e9", "#2d3436"]
+    looker_colors = ["#6c5ce7", "#a29bfe", "#b2bec3", "#636e72", "#dfe6e9", "#2d3436"]
     for i, rule in enumerate(rules):
         fig.add_bar(y=names, x=[f.rows_kept_out.get(rule, 0) for f in shown][::-1], orientation="h",
-                    name=f"Looker only: {rule}", marker_color=greys[i % len(greys)],
+                    name=f"Looker only: {rule}", marker_color=looker_colors[i % len(looker_colors)],
                     hovertemplate="%{y}: %{x:,} rows kept out by " + rule + "<extra></extra>")
     fig.update_layout(barmode="stack", title="Where each event family lives (rows per family, by the data map)",
                       xaxis_title="rows", height=max(380, 30 * len(names) + 160), legend_title="where")
@@ -293,10 +275,11 @@ def family_chart(families) -> go.Figure:
 
 def family_table(families):
     """Per family: where it lives, and how many of its event types are in Amplitude or Looker only (a Styler)."""
-    return _whole(pd.DataFrame([{"family": f.name, "lives in": f.lives_in, "event types in Amplitude": f.types_sent,
-                          "event types in Looker only": f.types_kept_out, "rows in Amplitude": f.rows_sent,
-                          "rows in Looker only": sum(f.rows_kept_out.values()),
-                          "kept out by": ", ".join(sorted(f.rows_kept_out))} for f in families]))
+    frame = pd.DataFrame([{"family": f.name, "lives in": f.lives_in, "event types in Amplitude": f.types_sent,
+                           "event types in Looker only": f.types_kept_out, "rows in Amplitude": f.rows_sent,
+                           "rows in Looker only": sum(f.rows_kept_out.values()),
+                           "kept out by": ", ".join(sorted(f.rows_kept_out))} for f in families])
+    return _whole(frame).format("{:,}", subset=["rows in Amplitude", "rows in Looker only"])
 
 
 def reconciliation_summary(rec):

@@ -417,13 +417,19 @@ def _t(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
+def _register() -> None:
+    # Commands that live with their noun's module rather than here.
+    from ampkit.routing import where
+    from ampkit.sandbox import command as sandbox_command
+    cli.add_command(sandbox_command)
+    cli.add_command(where)
+
+
+_register()
+
+
 def main() -> None:
     """Entry point of the `ampkit` console script."""
-    try:
-        from ampkit.sandbox import command as sandbox_command
-        cli.add_command(sandbox_command)
-    except ImportError:  # the sandbox package is optional while it is being built
-        pass
     cli(prog_name="ampkit")
 
 

@@ -118,7 +118,8 @@ def run(overrides: dict | None = None, echo=print) -> DemoResult:
             staged += stage.run(wh, base, base.clock()).staged
         log = str(STATE_DIR / "logs" / "demo.log")
         final = configuration.load({"now": base.clock()})
-        for name, params in (("runs_overview", {}), ("reconciliation", {"start": (base.clock() - dt.timedelta(days=DEMO_DAYS - 1)).date().isoformat()})):
+        first_day = (base.clock() - dt.timedelta(days=DEMO_DAYS - 1)).date().isoformat()
+        for name, params in (("runs_overview", {}), ("reconciliation", {"start": first_day}), ("onboarding", {})):
             done = runner.run(name, params, config=final, log_path=log)
             reports.append(done.report_path)
             records.append(done.notebook_path)

@@ -179,7 +179,10 @@ def _write(nb, path: str) -> None:
 
 
 def export_html(nb, path: str) -> str:
-    """Write the executed notebook as a self-contained HTML report with the code hidden."""
+    """Write the executed notebook as a self-contained HTML report with the code hidden.
+
+    A copy goes to `<reports>/<name>/latest.html` too, so a bookmark always shows the newest.
+    """
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
@@ -189,4 +192,8 @@ def export_html(nb, path: str) -> str:
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(body, encoding="utf-8")
+        parts = Path(path).parts
+        # <reports>/<name>/YYYY/MM/DD/<stamp>.html -> <reports>/<name>/latest.html
+        if len(parts) >= 5:
+            Path(*parts[:-4], "latest.html").write_text(body, encoding="utf-8")
     return path

@@ -269,6 +269,8 @@ SAMPLE_PARAMS = {
     "extracted": 3, "sent": 2, "accepted": 2, "filtered_total": 1, "rejected_total": 0, "requests": 1,
     "retries": 0, "limit": 20, "lanes": 4, "min_id_length": 5, "max_properties_bytes": 8192,
     "duration_seconds": 1.5, "move_watermark": True, "blocklist": list(seed.BLOCKLISTED_IDS),
+    "steps": ["Event2", "Event3", "Event4"], "active_events": ["Event2", "Event3"], "window_seconds": 604800,
+    "scan_end": t(2024, 1, 9),
 }
 
 

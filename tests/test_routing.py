@@ -1,0 +1,191 @@
+"""The routing table (shipped and per company), `ampkit where`, and where each event lives per the data map."""
+from __future__ import annotations
+
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ampkit import config as configuration, datamap, routing
+from ampkit.errors import ConfigError
+
+REQUIRED = {  # the rows the team's wiki page had, and the tool each names
+    "retention_engagement": "Amplitude", "signup_funnel": "Amplitude", "public_code_adoption": "Looker",
+    "okr_progress": "Looker", "on_prem_instances": "Looker"}
+
+
+@pytest.fixture
+def table():
+    return routing.load(env={})
+
+
+def test_the_shipped_table_routes_the_known_questions(table):
+    tools = {t.id: t.tool for t in table.topics}
+    assert {k: tools[k] for k in REQUIRED} == REQUIRED
+    assert set(table.tools) == {"Amplitude", "Looker"}
+    assert all(t.why and t.example for t in table.topics)
+    assert {s.id for s in table.looker_only} == {"pings", "cloud_postgres", "google_analytics", "salesforce"}
+
+
+@pytest.mark.parametrize("question, topic", [
+    ("signup funnel", "signup_funnel"), ("sign-up funnel", "signup_funnel"), ("Sign up funnel on Cloud", "signup_funnel"),
+    ("how many people converted from sign up to search", "signup_funnel"),
+    ("retention", "retention_engagement"), ("retension", "retention_engagement"),  # a typo
+    ("weekly active users", "retention_engagement"), ("DAU/MAU", "retention_engagement"),
+    ("OKR progress", "okr_progress"), ("pings", "on_prem_instances"), ("on-prem instances", "on_prem_instances"),
+    ("adoption of public code", "public_code_adoption"), ("code insights", "code_insights"),
+    ("salesforce pipeline", "sales_marketing"),
+])
+def test_find_answers_by_keyword(table, question, topic):
+    assert routing.find(table, question)[0].topic.id == topic
+
+
+@pytest.mark.parametrize("question", ["pizza", "", "the of on", "quarterly pizza budget"])
+def test_find_says_nothing_rather_than_guess(table, question):
+    assert routing.find(table, question) == []
+
+
+def company_file(tmp_path, doc: dict):
+    path = tmp_path / "routing.acme.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_company_file_overrides_links_and_adds_topics(tmp_path):
+    path = company_file(tmp_path, {
+        "tools": {"Amplitude": {"link": "https://app.amplitude.com/analytics/acme"}},
+        "topics": [{"id": "signup_funnel", "link": "https://app.amplitude.com/analytics/acme/chart/abc123"},
+                   {"id": "billing", "topic": "Billing and invoices", "tool": "Looker", "why": "Finance data lives in the warehouse.",
+                    "example": "Invoices per month.", "keywords": ["billing", "invoices"]}]})
+    table = routing.load(env={"AMPKIT_ROUTING": str(path)})
+    topics = {t.id: t for t in table.topics}
+    assert topics["signup_funnel"].link == "https://app.amplitude.com/analytics/acme/chart/abc123"
+    assert topics["signup_funnel"].tool == "Amplitude" and topics["signup_funnel"].why  # the rest is the shipped row's
+    assert topics["okr_progress"].link == "https://sourcegraph.looker.com/dashboards/166"  # untouched
+    assert table.tools["Amplitude"].link == "https://app.amplitude.com/analytics/acme" and table.tools["Amplitude"].why
+    assert routing.find(table, "invoices")[0].topic.id == "billing"
+    assert table.files[-1] == str(path)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"topics": [{"id": "x", "topic": "X"}]}, "needs tool, why, example"),
+    ({"topics": [{"id": "signup_funnel", "link": "javascript:alert(1)"}]}, "not an http"),
+    ({"topics": [{"id": "signup_funnel", "tool": "Tableau"}]}, "'Tableau' is not one of"),
+    ({"topics": [{"id": "signup_funnel", "owner": "me"}]}, "unknown key"),
+    ({"dashboards": []}, "unknown key"),
+    ({"topics": [{"topic": "no id"}]}, "needs an 'id'"),
+])
+def test_a_bad_company_file_is_a_config_error_naming_the_problem(tmp_path, doc, message):
+    with pytest.raises(ConfigError, match=message):
+        routing.load(company_file(tmp_path, doc), env={})
+
+
+def test_a_missing_company_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        routing.load(env={"AMPKIT_ROUTING": str(tmp_path / "nope.yaml")})
+
+
+def test_markdown_table_has_a_row_per_topic_with_its_link(table):
+    text = routing.markdown(table)
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(table.topics)
+    assert "| Adoption of public code | **Looker** |" in text
+    assert "[sourcegraph.looker.com/dashboards/175](https://sourcegraph.looker.com/dashboards/175)" in text
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def test_where_prints_tool_why_example_and_link():
+    result = CliRunner().invoke(routing.where, ["signup", "funnel"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith("Sign-up funnel on Cloud: use Amplitude\n")
+    assert "  why:     Ordered funnels" in out and "  example: " in out
+    assert "  link:    https://analytics.amplitude.com/sourcegraph/dashboard/zlj82e0" in out
+
+
+def test_where_without_a_match_says_so_lists_topics_and_exits_1():
+    result = CliRunner().invoke(routing.where, ["pizza"])
+    assert result.exit_code == 1
+    assert 'No topic matches "pizza". Topics:' in result.output
+    for topic in routing.load(env={}).topics:
+        assert f"  {topic.topic} ({topic.tool})" in result.output
+
+
+def test_where_without_a_question_prints_the_table():
+    result = CliRunner().invoke(routing.where, [])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) == len(routing.load(env={}).topics)
+
+
+def test_where_reads_the_company_file_from_the_environment(tmp_path, monkeypatch):
+    path = company_file(tmp_path, {"topics": [{"id": "okr_progress", "link": "https://looker.acme.example/dashboards/9"}]})
+    monkeypatch.setenv("AMPKIT_ROUTING", str(path))
+    result = CliRunner().invoke(routing.where, ["okrs"])
+    assert result.exit_code == 0 and "link:    https://looker.acme.example/dashboards/9" in result.output
+    bad = CliRunner().invoke(routing.where, ["okrs", "--routing", str(tmp_path / "missing.yaml")])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: routing file") and "Traceback" not in bad.output
+
+
+# --- what is in Amplitude, what is kept out, where families live -------------------------------
+
+SMALL_MAP = datamap.parse("""
+owner: bizops
+rules:
+  - {id: ui, action: send, note: UI events for product questions., events: [ViewBlob, SearchSubmitted, ViewInsightsX]}
+  - {id: backend, action: exclude, reason: backend, source: BACKEND, note: Not UI., match: ["*"]}
+  - {id: insights, action: exclude, reason: excluded_family, note: Enterprise feature., match: ["*Insight*"]}
+  - {id: rare, action: exclude, reason: low_traffic, note: Too sparse., events: [NewOrgCreated]}
+""", "small.yaml")
+# 1,000 rows. SearchSubmitted from BACKEND is sent: an exact name beats the backend pattern, as in the sync.
+VOLUMES = [("ViewBlob", "WEB", 600), ("SearchSubmitted", "WEB", 290), ("SearchSubmitted", "BACKEND", 5),
+           ("SearchLatency", "BACKEND", 40), ("ViewInsights", "WEB", 50), ("ViewInsightsX", "WEB", 10),
+           ("NewOrgCreated", "WEB", 5), ("Mystery", "WEB", 0)]
+
+
+def test_kept_out_counts_rows_per_rule_as_the_sync_decides_them():
+    rules = {r.rule: r for r in routing.kept_out(SMALL_MAP, VOLUMES)}
+    assert list(rules) == ["backend", "insights", "rare"]  # file order, every exclusion rule
+    assert (rules["backend"].rows, rules["insights"].rows, rules["rare"].rows) == (40, 50, 5)
+    assert rules["insights"].share == 50 / 1000 and rules["insights"].top == ("ViewInsights",)  # ViewInsightsX is sent (exact name)
+    assert rules["backend"].names == "names like * (from BACKEND)" and rules["rare"].names == "NewOrgCreated"
+    held = datamap.parse(SMALL_MAP_TEXT_HOLD, "hold.yaml")
+    assert [r.rule for r in routing.kept_out(held, [("Mystery", "WEB", 7)])][-1] == datamap.UNKNOWN_HELD
+
+
+SMALL_MAP_TEXT_HOLD = """
+unknown_events: hold
+rules:
+  - {id: ui, action: send, note: ui, events: [ViewBlob]}
+"""
+
+
+def test_families_say_amplitude_or_looker_only_from_the_map():
+    events = [routing.CatalogueEvent("ViewBlob", "files", ("WEB",)), routing.CatalogueEvent("SearchSubmitted", "search", ("WEB", "BACKEND")),
+              routing.CatalogueEvent("SearchLatency", "search", ("BACKEND",)),
+              routing.CatalogueEvent("ViewInsights", "insights", ("WEB",)), routing.CatalogueEvent("NewOrgCreated", "settings", ("WEB",)),
+              routing.CatalogueEvent("ViewRepogroup:<name>", "search", ("WEB",))]
+    volumes = VOLUMES + [("ViewRepogroup:python", "WEB", 7)]
+    got = {f.name: f for f in routing.families(SMALL_MAP, volumes, events)}
+    assert got["files"].lives_in == "Amplitude" and got["files"].rows_sent == 600
+    assert got["insights"].lives_in == "Looker only" and got["insights"].rows_kept_out == {"insights": 50}
+    assert got["settings"].lives_in == "Looker only"
+    # SearchLatency (backend) is kept out, SearchSubmitted is sent; ViewRepogroup:python is placed by its pattern.
+    assert got["search"].lives_in == "Amplitude, part Looker only"
+    assert (got["search"].rows_sent, got["search"].rows_kept_out) == (302, {"backend": 40})
+    assert (got["search"].types_sent, got["search"].types_kept_out) == (2, 1)
+    assert got[routing.UNCATALOGUED].rows_sent == 10  # ViewInsightsX, and Mystery with no rows
+
+
+def test_in_amplitude_is_written_from_the_config_and_the_map():
+    config = configuration.load({"amplitude_start_date": "2021-10-01", "time_zone": "America/New_York"}, env={})
+    text = routing.in_amplitude(config, SMALL_MAP)
+    assert "Sourcegraph Cloud UI events from 2021-10-01" in text and "**America/New_York**" in text
+    assert "`ui`: UI events for product questions." in text and "`small.yaml`" in text and SMALL_MAP.version in text
+    assert "the data map shipped with ampkit" in routing.in_amplitude(config, datamap.load())
+
+
+def test_looker_only_lists_sources_and_the_excluded_rows(table):
+    text = routing.looker_only(table, routing.kept_out(SMALL_MAP, VOLUMES), 28)
+    assert "**On-prem instance pings**" in text and "Salesforce" in text
+    assert "95 rows in the last 28 days (`backend` 40, `insights` 50, `rare` 5)" in text
