@@ -188,11 +188,15 @@ def runs(obj, limit, as_json):
     if as_json:
         click.echo(json.dumps(rows, default=str))
         return
-    click.echo(f"{'started (UTC)':<17} {'status':<15} {'window':<23} {'extracted':>10} {'accepted':>9} {'filtered':>9} {'rejected':>9} {'secs':>6}  record")
+    click.echo(f"{'started (UTC)':<17} {'status':<15} {'window':<23} {'extracted':>10} {'accepted':>9} {'filtered':>9} "
+               f"{'rejected':>9} {'secs':>6} {'lag min':>8}  record")
     for r in rows:
         window = f"{_t(r['window_start'])[5:]}..{_t(r['window_end'])[11:]}" if r["window_start"] else "-"
+        # Lag: how far the newest staged row is beyond what this run covered.
+        lag = (r["newest_loaded_at"] - r["window_end"]).total_seconds() / 60 if r["newest_loaded_at"] and r["window_end"] else None
         click.echo(f"{_t(r['started_at']):<17} {r['status']:<15} {window:<23} {r['extracted'] or 0:>10,} {r['accepted'] or 0:>9,} "
-                   f"{r['filtered_total'] or 0:>9,} {r['rejected_total'] or 0:>9,} {r['duration_seconds'] or 0:>6.1f}  {r['notebook_path'] or '-'}")
+                   f"{r['filtered_total'] or 0:>9,} {r['rejected_total'] or 0:>9,} {r['duration_seconds'] or 0:>6.1f} "
+                   f"{'-' if lag is None else f'{max(lag, 0):.0f}':>8}  {r['notebook_path'] or '-'}")
 
 
 @cli.group()
