@@ -24,7 +24,7 @@ DASHBOARD_URLS = {"US": "https://amplitude.com", "EU": "https://analytics.eu.amp
 
 SECRET_NAMES = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY")
 # Names that look like they carry a secret; refused as parameters and as ampkit.toml keys.
-SECRET_PATTERN = re.compile(r"(api_?key|secret|password|token|credential)", re.IGNORECASE)
+SECRET_PATTERN = re.compile(r"(api[-_]?key|secret|passw(or)?d|token|credential|private[-_]?key|auth)", re.IGNORECASE)
 
 ENV_PREFIX = "AMPKIT_"
 CONFIG_FILE = "ampkit.toml"
@@ -239,7 +239,11 @@ def _validate(c: Config) -> None:
     for name in ("concurrency", "lease_seconds", "min_id_length"):
         if getattr(c, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    for name in ("lookback_hours", "settle_seconds", "initial_lookback_hours"):
+    for name in ("throttle_hold_seconds", "retry_budget_seconds", "request_timeout_seconds", "max_backoff_seconds"):
+        # Zero would let a 429 storm or a dead endpoint spin without pause.
+        if getattr(c, name) <= 0:
+            raise ConfigError(f"{name} must be more than 0")
+    for name in ("lookback_hours", "settle_seconds", "initial_lookback_hours", "export_lag_seconds"):
         if getattr(c, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     for url in (c.amplitude_url, c.amplitude_dashboard_url):

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ampkit import datamap as datamaps, state, warehouse as warehouses
 from ampkit.config import Config
-from ampkit.errors import AmplitudeError, ReconcileError
+from ampkit.errors import AmplitudeError, ConfigError, ReconcileError
 
 logger = logging.getLogger(__name__)
 
@@ -358,8 +358,11 @@ def _time_zone_check(segmentation, hourly, time_zone, start, end, tolerance) -> 
 
 def date_range(config: Config, start: str | None, end: str | None, days: int = 7) -> tuple[dt.date, dt.date]:
     """Local days [start, end] from ISO strings; defaults: the last `days` days up to the clock's day."""
-    last = dt.date.fromisoformat(end) if end else config.clock().astimezone(config.zone).date()
-    first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=days - 1)
+    try:
+        last = dt.date.fromisoformat(end) if end else config.clock().astimezone(config.zone).date()
+        first = dt.date.fromisoformat(start) if start else last - dt.timedelta(days=days - 1)
+    except ValueError:
+        raise ConfigError(f"start and end must be days like 2022-03-14, got {start!r} and {end!r}") from None
     if last < first:
         raise ReconcileError(f"end {last} is before start {first}")
     return first, last

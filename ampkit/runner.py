@@ -63,6 +63,12 @@ def check_parameters(parameters: dict, config: configuration.Config) -> None:
             raise SecretError(f"parameter '{name}' carries a secret value; pass secrets through the environment only")
 
 
+def papermill_parameters(source: Path) -> set[str]:
+    """The parameters a notebook declares in its `parameters` cell."""
+    import papermill
+    return set(papermill.inspect_notebook(str(source)))
+
+
 def record_path(prefix: str, name: str, window_start: dt.datetime, suffix: str = ".ipynb") -> str:
     """`<prefix>/<name>/YYYY/MM/DD/<window-start>.ipynb` (the run record's place)."""
     stamp = window_start.astimezone(dt.timezone.utc)
@@ -91,6 +97,10 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
     parameters = dict(parameters or {})
     check_parameters(parameters, config)
     source = notebook_file(name)
+    declared = papermill_parameters(source)
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise RunnerError(f"{source.name} declares no parameter {', '.join(unknown)}; it takes {', '.join(sorted(declared))}")
     window_start = config.clock()
     output = unique(record_path(config.runs_dir, source.stem, window_start))
     html = output.replace(config.runs_dir.rstrip("/"), config.reports_dir.rstrip("/"), 1)[:-len(".ipynb")] + ".html"
