@@ -30,6 +30,8 @@ BLOCKLISTED_IDS = ("anonymous", "nil", "none", "null", "n/a", "na", "undefined",
                    "00000000-0000-0000-0000-000000000000", "{}", "lmy47d", "0", "-1")
 # Headroom under the byte cap for the envelope around the events.
 ENVELOPE_BYTES = 256
+# Events per second per device or user id, over a 30-second window (batch-event-upload and http-v2 limits).
+EPS_PER_ID = {"batch": 1000, "httpapi": 30}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +118,10 @@ class Client:
         options = {"min_id_length": config.min_id_length} if config.min_id_length != 5 else None
         self._suffix = b"]" + (b',"options":' + orjson.dumps(options) if options else b"") + b"}"
         self.gzip = config.gzip
+        # The per-id rate the sender paces to: the setting, else the endpoint's documented limit.
+        rate = getattr(config, "pace_eps_per_id", 0.0)
+        self.eps_per_id = float(rate) if rate else float(EPS_PER_ID[config.amplitude_endpoint])
+        self.pace_window_seconds = float(getattr(config, "pace_window_seconds", 30.0))
 
     @property
     def session(self) -> requests.Session:
@@ -130,11 +136,11 @@ class Client:
             self._local.session = s
         return s
 
-    def body(self, events: bytes) -> bytes:
+    def body(self, events: bytes | memoryview) -> bytes:
         """The request body around already-serialized, comma-separated events."""
-        return self._prefix + events + self._suffix
+        return b"".join((self._prefix, events, self._suffix))
 
-    def post(self, events: bytes) -> Verdict:
+    def post(self, events: bytes | memoryview) -> Verdict:
         """Send one request; returns the verdict, or raises RetryableAmplitudeError on transport failure."""
         payload = self.body(events)
         headers = {}

@@ -55,6 +55,8 @@ class Config:
     retry_budget_seconds: float = 600.0
     max_backoff_seconds: float = 60.0
     throttle_hold_seconds: float = 30.0
+    pace_eps_per_id: float = 0.0     # per-id events/s the sender stays under; 0 = Amplitude's limit (1,000 batch, 30 HTTP V2), < 0 = off
+    pace_window_seconds: float = 30.0  # the window Amplitude measures that rate over
     dedup_horizon_days: int = 7
     export_lag_seconds: int = 7200   # Amplitude's export lag (2 h); the sandbox's is configurable
     lease_seconds: int = 3600

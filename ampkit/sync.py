@@ -9,6 +9,7 @@ and records every row's outcome and the new watermark in one transaction. In eve
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -31,6 +32,14 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
 STREAM_ROWS = 50_000
+# A window with more staged rows than this is synced in slices of event time (whole minutes), each
+# snapshotted, sent and recorded on its own, so a run's memory stays flat whatever the backlog.
+SLICE_ROWS = 100_000
+# A slice of at least this many rows keeps the warehouse open while it is synced (`Warehouse.held`:
+# one open and checkpoint instead of one per query). Smaller windows, the usual hourly run, let
+# go of it between queries, so other processes (a notebook, a second run finding the lease
+# taken) get in as often as they can.
+HOLD_ROWS = 10_000
 # Events more than a day ahead of the run's clock cannot be real; Amplitude would chart them in the future.
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 MAX_PROPERTIES_BYTES = 32_768
@@ -181,9 +190,13 @@ def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -
         bar = Progress.make(progress, "sync")
         try:
             for i, (a, b, event_start, event_end) in enumerate(windows):
-                w = _window(config, wh, data_map, run_id, holder, sender, bar, result,
-                            a, b, lookback_start if i == 0 else a, event_start, event_end,
-                            move_watermark, dry_run, now)
+                lookback = lookback_start if i == 0 else a
+                w = WindowResult(event_start if event_start != EPOCH else a, event_end if event_end != FAR_FUTURE else b)
+                slices = _slices(wh, lookback, b, event_start, event_end)
+                for k, (s, e, rows) in enumerate(slices):
+                    with wh.held() if rows >= HOLD_ROWS else contextlib.nullcontext():
+                        _absorb(w, _window(config, wh, data_map, run_id, holder, sender, bar, result, a, b, lookback,
+                                           s, e, move_watermark and k == len(slices) - 1, dry_run, now))
                 result.add(w)
                 record.window_start, record.window_end = result.window_start, result.window_end
         finally:
@@ -263,6 +276,36 @@ def _event_hours(start: dt.datetime, end: dt.datetime):
         b = min(a.replace(minute=0, second=0, microsecond=0) + HOUR, end)
         yield a, b
         a = b
+
+
+def _slices(wh, lookback_start, window_end, event_start, event_end) -> list[tuple[dt.datetime, dt.datetime, int]]:
+    """The window's event-time range cut at whole minutes into slices of at most about SLICE_ROWS
+    staged rows: (start, end, rows staged in it, an upper bound)."""
+    counts = wh.run("sync_slices", {"lookback_start": lookback_start, "window_end": window_end,
+                                    "event_start": event_start, "event_end": event_end}).to_pylist()
+    total = sum(r["row_count"] for r in counts)
+    if total <= SLICE_ROWS:
+        return [(event_start, event_end, total)]
+    slices, start, rows = [], event_start, 0
+    for r in counts:
+        if rows and rows + r["row_count"] > SLICE_ROWS:
+            slices.append((start, r["minute"], rows))
+            start, rows = r["minute"], 0
+        rows += r["row_count"]
+    slices.append((start, event_end, rows))
+    return slices
+
+
+def _absorb(w: WindowResult, part: WindowResult) -> None:
+    """Add the counts of one slice of a window to the window's."""
+    w.extracted += part.extracted
+    w.sent += part.sent
+    w.accepted += part.accepted
+    w.requests += part.requests
+    w.retries += part.retries
+    for src, dst in ((part.filtered, w.filtered), (part.rejected, w.rejected)):
+        for k, v in src.items():
+            dst[k] = dst.get(k, 0) + v
 
 
 def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResult, a, b, lookback_start,

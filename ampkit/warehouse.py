@@ -94,6 +94,11 @@ class Warehouse:
     def close(self) -> None:
         pass
 
+    @contextlib.contextmanager
+    def held(self):
+        """Keep the warehouse open across the operations inside (a no-op where opening is free)."""
+        yield
+
     def __enter__(self):
         return self
 
@@ -167,6 +172,21 @@ class DuckDBWarehouse(Warehouse):
             yield con
         finally:
             con.close()
+
+    @contextlib.contextmanager
+    def held(self):
+        """Keep the database open across the operations inside, for this process.
+
+        Opening the file and checkpointing it on close cost ~15 ms per operation; while held,
+        operations open a connection to the database already open (under a millisecond) and
+        it is checkpointed once, at the end. Other processes wait for the lock meanwhile, as
+        they do during any one operation, so hold it for a bounded piece of work only.
+        """
+        if self._memory is not None:
+            yield
+            return
+        with self.connect():
+            yield
 
     def run(self, query, params=None):
         statements = sqlfiles.duckdb_statements(query)

@@ -100,7 +100,8 @@ def test_outer_timeout_kills_the_run(kernel_env, sandbox):
 def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, monkeypatch):
     monkeypatch.setenv("AMPKIT_NOW", NOW.isoformat())
     monkeypatch.setenv("AMPKIT_MAX_EVENTS_PER_REQUEST", "100")
-    sandbox.control.inject("/batch", kind="delay", delay_seconds=0.2, share=1.0)
+    # Slow answers keep the first run busy well past the second one's kernel start (a few seconds).
+    sandbox.control.inject("/batch", kind="delay", delay_seconds=1.0, share=1.0)
     procs = [subprocess.Popen([sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync", "--no-report"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
     codes = [p.wait(timeout=300) for p in procs]

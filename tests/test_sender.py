@@ -59,3 +59,67 @@ def test_accounting_identity_is_enforced(accepted, filtered, rejected):
     off = WindowResult(t, t, exact.extracted + 1, accepted, accepted, filtered, rejected)
     with pytest.raises(AccountingError):
         off.check()
+
+
+class FakeClient:
+    """Answers every request 200 and notes when (on the fake clock) it carried which events."""
+
+    max_bytes = 10_000_000
+    eps_per_id = 0
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.posts: list[tuple[float, list[str]]] = []
+
+    def post(self, events):
+        import json
+        from ampkit.amplitude import Verdict
+        body = json.loads(b"[" + bytes(events) + b"]")
+        self.posts.append((self.clock(), [e["d"] + ":" + str(e["n"]) for e in body]))
+        return Verdict("ok", 200)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=400), st.integers(1, 3), st.integers(1, 40))
+def test_pacer_keeps_every_id_under_its_budget_and_in_order(ids, lanes, max_events):
+    from ampkit.sender import Pacer, Sender
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    client = FakeClient(clock)
+    sender = Sender(client, lanes=lanes, max_events=max_events, sleep=sleep, clock=clock, pace_eps=10,
+                    pace_window_seconds=1.0)
+    events = ['{"d":"dev-%d","n":%d}' % (d, i) for i, d in enumerate(ids)]
+    batch = pa.record_batch({"event": pa.array([e + "," for e in events]),
+                             "lane": pa.array([d % lanes for d in ids], pa.int64()),
+                             "lane_key": pa.array(["dev-%d" % d for d in ids])})
+    try:
+        result = sender.send(Chunk.from_batch(batch))
+    finally:
+        sender.close()
+    assert result.accepted == len(ids)
+    limit = Pacer.for_rate(10, 1.0).limit
+    sent: dict[str, list[tuple[float, int]]] = {}
+    for at, carried in client.posts:
+        for event in carried:
+            device, n = event.split(":")
+            sent.setdefault(device, []).append((at, int(n)))
+    for device, times in sent.items():
+        assert [n for _, n in times] == sorted(n for _, n in times), f"{device}'s events overtook each other"
+        stamps = [t for t, _ in times]
+        for i, t in enumerate(stamps):  # no window of one second (+ slack) holds more than the budget
+            assert sum(1 for u in stamps if t <= u < t + 1.0) <= limit
+
+
+def test_pacer_admits_the_earliest_events_of_an_id_first():
+    from ampkit.sender import Pacer
+    pacer = Pacer(limit=3, window_seconds=10)
+    keys = np.array([1, 2, 1, 1, 1, 2], dtype=np.int64)
+    assert pacer.admit(keys, 0.0).tolist() == [True, True, True, True, False, True]
+    pacer.record(keys[[0, 1, 2, 3, 5]], 0.0)
+    assert pacer.admit(np.array([1, 2], dtype=np.int64), 5.0).tolist() == [False, True]
+    assert pacer.ready_at(np.array([1], dtype=np.int64), 5.0) == 10.0
+    assert pacer.admit(np.array([1, 1, 1], dtype=np.int64), 10.0) is None

@@ -38,6 +38,13 @@ def _safe_to_try(node: exp.Expression) -> exp.Expression:
     # BigQuery's SAFE. prefix (NULL instead of an error) has no DuckDB spelling in sqlglot;
     # DuckDB's TRY() has the same meaning.
     if isinstance(node, exp.SafeFunc):
+        if isinstance(node.this, exp.ParseJSON):
+            # TRY() falls back to row-by-row evaluation with an exception per invalid value,
+            # which made SAFE.PARSE_JSON most of the extract's cost; json_valid() first keeps
+            # TRY's meaning (NULL for invalid JSON) without raising.
+            arg = node.this.this
+            return exp.case().when(exp.Anonymous(this="JSON_VALID", expressions=[arg.copy()]),
+                                   exp.Anonymous(this="TRY", expressions=[node.this]))
         return exp.Anonymous(this="TRY", expressions=[node.this])
     # FARM_FINGERPRINT only spreads keys over lanes here; DuckDB's HASH does the same job.
     if isinstance(node, exp.FarmFingerprint):

@@ -4,8 +4,9 @@
 BEGIN TRANSACTION;
 UPDATE ampkit_runs SET status = 'interrupted', error = 'the run ended without recording a result (killed or crashed)'
 WHERE status = 'running';
-DELETE FROM ampkit_dead_letters
-WHERE run_id IN (SELECT run_id FROM ampkit_runs WHERE status IN ('interrupted', 'failed'));
+DELETE FROM ampkit_dead_letters AS l
+WHERE l.run_id IN (SELECT run_id FROM ampkit_runs WHERE status IN ('interrupted', 'failed'))
+  AND NOT EXISTS (SELECT 1 FROM ampkit_deliveries AS d WHERE d.run_id = l.run_id AND d.id = l.id);
 INSERT INTO ampkit_runs (run_id, started_at, status, mode, host, data_map_version, notebook_path)
 VALUES (@run_id, @started_at, 'running', @mode, @host, @data_map_version, @notebook_path);
 COMMIT TRANSACTION

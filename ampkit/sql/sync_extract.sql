@@ -6,22 +6,32 @@
 WITH rows AS (
   SELECT
     a.id, a.name, a.source, a.timestamp, a.loaded_at,
-    IF(a.user_id > 0, LPAD(CAST(a.user_id AS STRING), 6, '0'), CAST(NULL AS STRING)) AS user_key,
+    -- Zero-padded to 6 digits as Sourcegraph did (Amplitude wants at least 5); LPAD would cut longer ids.
+    IF(a.user_id > 0, IF(a.user_id < 100000, LPAD(CAST(a.user_id AS STRING), 6, '0'), CAST(a.user_id AS STRING)),
+       CAST(NULL AS STRING)) AS user_key,
     COALESCE(NULLIF(TRIM(a.device_id), ''),
              IF(a.anonymous_user_id IN ('backend', ''), CAST(NULL AS STRING), TRIM(a.anonymous_user_id))) AS raw_device,
     p.insert_id AS insert_key,
-    -- Values that look like e-mail addresses or access tokens never leave, even in public_argument.
+    -- Values that look like e-mail addresses or access tokens never leave, even in public_argument
+    -- or in URLs. The JSON is re-serialized first, so an escaped `\u0040` cannot hide an address.
     REGEXP_REPLACE(
-      REGEXP_REPLACE(COALESCE(NULLIF(TRIM(a.public_argument), ''), '{}'),
+      REGEXP_REPLACE(COALESCE(TO_JSON_STRING(SAFE.PARSE_JSON(NULLIF(TRIM(a.public_argument), ''))),
+                              NULLIF(TRIM(a.public_argument), ''), '{}'),
         r'[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[redacted-email]'),
       r'(sgp_|ghp_|gho_|github_pat_|glpat-|xox[abprs]-|AKIA)[A-Za-z0-9_-]{8,}|[A-Fa-f0-9]{40,}', '[redacted-token]') AS properties_text,
+    REGEXP_REPLACE(
+      REGEXP_REPLACE(a.first_source_url, r'[A-Za-z0-9._%+-]+(@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[redacted-email]'),
+      r'(sgp_|ghp_|gho_|github_pat_|glpat-|xox[abprs]-|AKIA)[A-Za-z0-9_-]{8,}|[A-Fa-f0-9]{40,}', '[redacted-token]') AS first_source_url,
+    REGEXP_REPLACE(
+      REGEXP_REPLACE(a.referrer, r'[A-Za-z0-9._%+-]+(@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[redacted-email]'),
+      r'(sgp_|ghp_|gho_|github_pat_|glpat-|xox[abprs]-|AKIA)[A-Za-z0-9_-]{8,}|[A-Fa-f0-9]{40,}', '[redacted-token]') AS referrer,
     COALESCE(NULLIF(TRIM(a.feature_flags), ''), '{}') AS flags_text,
-    a.cohort_id, a.first_source_url, a.referrer, a.version, a.anonymous_user_id
+    a.cohort_id, a.version, a.anonymous_user_id
   FROM ampkit_pending AS p
   JOIN amplitude_events AS a ON a.id = p.id
   JOIN ampkit_run_rules AS r
     ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
-  WHERE p.run_id = @run_id AND r.action = 'send' AND p.event_time >= @start_time
+  WHERE p.run_id = @run_id AND r.action = 'send' AND (p.event_time >= @start_time OR p.event_time IS NULL)
 ),
 checked AS (
   SELECT
@@ -46,10 +56,16 @@ SELECT
     WHEN properties IS NULL THEN 'malformed_public_argument'
     WHEN NOT STARTS_WITH(TRIM(properties_text), '{') THEN 'malformed_public_argument'
     WHEN LENGTH(properties_text) > @max_properties_bytes THEN 'properties_too_large'
-    WHEN REGEXP_CONTAINS(properties_text, r'"(?:[^"\\]|\\.){1000}(?:[^"\\]|\\.){25,}"') THEN 'property_too_long'
+    -- A string value over 1,024 characters needs a text over 1,024 characters: the length test first
+    -- spares the (costly) regex for nearly every row.
+    WHEN LENGTH(properties_text) > 1024
+         AND REGEXP_CONTAINS(properties_text, r'"(?:[^"\\]|\\.){1000}(?:[^"\\]|\\.){25,}"') THEN 'property_too_long'
     WHEN copy_number > 1 THEN 'duplicate_insert_id'
-    WHEN EXISTS (SELECT 1 FROM ampkit_deliveries AS d
-                 WHERE d.insert_id = insert_key AND d.outcome = 'accepted' AND d.loaded_at > @dedup_start) THEN 'duplicate_insert_id'
+    -- Accepted before within the dedup horizon; looked up among this run's insert_ids only, so the
+    -- lookup stays the size of the window, not of the horizon's deliveries.
+    WHEN insert_key IN (SELECT d.insert_id FROM ampkit_deliveries AS d
+                        WHERE d.outcome = 'accepted' AND d.loaded_at > @dedup_start
+                          AND d.insert_id IN (SELECT insert_id FROM ampkit_pending WHERE run_id = @run_id)) THEN 'duplicate_insert_id'
     ELSE CAST(NULL AS STRING)
   END AS reject_reason,
   COALESCE(device_key, CONCAT('user:', user_key)) AS lane_key,

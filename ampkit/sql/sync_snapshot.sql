@@ -11,8 +11,13 @@ SELECT @run_id, a.id, a.name, a.source,
   a.timestamp, a.loaded_at, CAST(NULL AS STRING), CAST(NULL AS STRING)
 FROM amplitude_events AS a
 WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
-  AND a.timestamp >= @event_start AND a.timestamp < @event_end
+  -- A row without a timestamp is taken by the hourly run (and dead-lettered), never dropped silently.
+  AND ((a.timestamp >= @event_start AND a.timestamp < @event_end)
+       OR (a.timestamp IS NULL AND @event_start <= TIMESTAMP '1970-01-01 00:00:00+00'))
   AND NOT EXISTS (
+    -- A delivered row keeps its event time, so the event-time bounds hold for its outcome too; they
+    -- keep this lookup to the slice being synced rather than every outcome of the loaded_at window.
     SELECT 1 FROM ampkit_deliveries AS d
-    WHERE d.id = a.id AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end);
+    WHERE d.id = a.id AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end
+      AND d.event_time >= @event_start AND d.event_time < @event_end);
 SELECT COUNT(*) AS extracted FROM ampkit_pending WHERE run_id = @run_id

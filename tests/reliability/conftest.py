@@ -7,7 +7,9 @@ anywhere (pytest only honours options of conftests it loads before parsing the c
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,11 @@ class Tally:
     known_bug_lost: int = 0
     known_bug_duplicated: int = 0
     soak: bool = False
+    paths: dict = dataclasses.field(default_factory=dict)       # tmp dir -> produced by a known-bug test
+    log_leaks: list = dataclasses.field(default_factory=list)   # (test, message) of log records carrying a secret
+    log_records: int = 0
+    current: str = ""
+    current_known_bug: bool = False
 
 
 TALLY = Tally()
@@ -51,6 +58,62 @@ def pytest_configure(config):
 
 def is_soak() -> bool:
     return TALLY.soak
+
+
+class LeakWatch(logging.Handler):
+    """Sees every log record of the suite (ampkit's, the sandbox's, libraries') and keeps those carrying a secret."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not TALLY.current:  # only while a reliability test (or its fixtures) runs
+            return
+        TALLY.log_records += 1
+        try:
+            text = record.getMessage() + (self.formatException(record.exc_info) if record.exc_info else "")
+        except Exception:  # a broken record is not ours to judge
+            return
+        if support.leaks(text) and not TALLY.current_known_bug:
+            TALLY.log_leaks.append((TALLY.current, text[:500]))
+
+
+WATCH = LeakWatch(logging.DEBUG)
+_SAVED_LEVEL: list[int] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before a reliability test and its fixtures (module-scoped ones too): watch the log at DEBUG."""
+    TALLY.current = item.nodeid
+    TALLY.current_known_bug = item.get_closest_marker("xfail") is not None
+    for logger in (logging.getLogger("ampkit"), logging.getLogger()):
+        if WATCH not in logger.handlers:
+            logger.addHandler(WATCH)
+    ampkit_logger = logging.getLogger("ampkit")
+    _SAVED_LEVEL[:] = [ampkit_logger.level]
+    ampkit_logger.setLevel(logging.DEBUG)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    if _SAVED_LEVEL:
+        logging.getLogger("ampkit").setLevel(_SAVED_LEVEL.pop())
+    TALLY.current, TALLY.current_known_bug = "", False
+
+
+def pytest_sessionfinish(session):
+    for logger in (logging.getLogger("ampkit"), logging.getLogger()):
+        if WATCH in logger.handlers:
+            logger.removeHandler(WATCH)
+
+
+@pytest.fixture(autouse=True)
+def _sweep_later(request, tmp_path):
+    """Every reliability test's tmp dir is swept for secrets at the end (test_zz_secret_scan.py)."""
+    TALLY.paths[str(tmp_path)] = request.node.get_closest_marker("xfail") is not None
+
+
+def register_path(path) -> None:
+    """A directory a module-scoped fixture wrote to, for the final secret sweep."""
+    TALLY.paths[str(Path(path))] = False
 
 
 def pytest_runtest_logreport(report):

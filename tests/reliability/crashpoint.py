@@ -11,9 +11,13 @@ A point is `EVENT:TARGET:N`, the N-th time (1-based, counted across threads):
 - `call:state.acquire:1`, `return:amplitude.Client.post:3`: entering / leaving a function,
   named by its path under the `ampkit` package;
 - `qcall:sync_snapshot:1`, `qreturn:sync_finalize:2`: entering / leaving the warehouse's
-  `run` (or `stream`) of a named SQL file;
-- `stmt:sync_finalize#3:1`: just before the 3rd statement (`#-1`: the last) of the 1st `run` of
-  that file is handed to DuckDB (the statements before it ran; a transaction may be open).
+  `run` (or `stream`) of a named SQL file, on DuckDB or BigQuery;
+- `stmt:sync_finalize#3:1`: just before the 3rd statement (`#-1`: the last; `#INSERT`: the first
+  one starting with that keyword) of the 1st `run` of that file is handed to DuckDB (the
+  statements before it ran; a transaction may be open).
+
+The action is `kill` (SIGKILL), `stop` (SIGSTOP: alive but frozen), `pause:SECONDS` (a stall), or
+`wait:FILE:SECONDS` (stall until the test creates FILE: a barrier between processes).
 
 `--trace FILE` appends the phases the run went through (lease, ledger, extract, transform,
 send, checkpoint, release) and a final `KILL|STOP|PAUSE <point>` line, unbuffered, so a test
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import runpy
 import signal
 import sys
@@ -61,7 +66,8 @@ class Hook:
         self.trace_fd = os.open(trace, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if trace else None
         self.phase = ""
         self.action = action
-        self.query_codes = {warehouse.DuckDBWarehouse.run.__code__, warehouse.DuckDBWarehouse.stream.__code__}
+        self.query_codes = {cls.__dict__[name].__code__ for cls in (warehouse.DuckDBWarehouse, warehouse.BigQueryWarehouse)
+                            for name in ("run", "stream")}
         self.params_code = warehouse._used_params.__code__
         self.phase_codes = {_code(name): phase for name, phase in PHASES.items()}
         self.event = self.target = None
@@ -73,10 +79,15 @@ class Hook:
             self.n = int(n)
             if self.event == "stmt":
                 target, stmt = target.split("#")
-                self.stmt = int(stmt)
-                if self.stmt < 0:  # counted from the end: -1 is the last statement (a COMMIT)
-                    from ampkit import sql
-                    self.stmt += len(sql.duckdb_statements(target)) + 1
+                from ampkit import sql
+                statements = sql.duckdb_statements(target)
+                if stmt.lstrip("-").isdigit():
+                    self.stmt = int(stmt)
+                    if self.stmt < 0:  # counted from the end: -1 is the last statement (a COMMIT)
+                        self.stmt += len(statements) + 1
+                else:  # the first statement that starts with this keyword (comments skipped)
+                    bare = [re.sub(r"^\s*(/\*.*?\*/\s*)*", "", s, flags=re.S).upper() for s in statements]
+                    self.stmt = next(i for i, s in enumerate(bare, 1) if s.startswith(stmt.upper()))
             if self.event in ("call", "return"):
                 self.code = _code(target)
             self.target = target
@@ -101,6 +112,12 @@ class Hook:
             os.kill(os.getpid(), signal.SIGSTOP)
         elif self.action.startswith("pause:"):
             time.sleep(float(self.action.split(":", 1)[1]))
+        elif self.action.startswith("wait:"):
+            # wait:FILE:SECONDS — stall until the test creates FILE (a barrier), at most SECONDS.
+            path, seconds = self.action[len("wait:"):].rsplit(":", 1)
+            deadline = time.monotonic() + float(seconds)
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     def count(self, key: str) -> int:
         with self.lock:
@@ -138,15 +155,31 @@ class Hook:
                     self.fire()
 
 
+def _warm() -> None:
+    """Import what a sync imports and translate its SQL once (a pure, cached step), before the hook.
+
+    Under a profile hook every Python call costs more; sqlglot's parser makes many. Doing this
+    first keeps the hooked run close to a normal run's timing without changing what it does.
+    """
+    import ampkit.cli, ampkit.sync  # noqa: E401,F401
+    from ampkit import sql
+    for path in sorted(sql.HERE.glob("*.sql")):
+        try:
+            sql.duckdb_statements(path.stem)
+        except Exception:  # an invalid file fails later, in the run, as it would without the harness
+            pass
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--at", help="the point, EVENT:TARGET:N (none: only trace)")
-    parser.add_argument("--action", default="kill", help="kill | stop | pause:SECONDS")
+    parser.add_argument("--action", default="kill", help="kill | stop | pause:SECONDS | wait:FILE:SECONDS")
     parser.add_argument("--trace", help="append phases and the fired point to this file")
     parser.add_argument("ampkit_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     rest = args.ampkit_args[1:] if args.ampkit_args[:1] == ["--"] else args.ampkit_args
     hook = Hook(args.at, args.action, args.trace)
+    _warm()
     sys.argv = ["ampkit", *rest]
     threading.setprofile(hook)
     sys.setprofile(hook)

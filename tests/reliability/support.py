@@ -88,12 +88,44 @@ def fresh_warehouse(tmp_path: Path, name: str = "warehouse") -> str:
     return url
 
 
-def query(url: str, sql: str, params: Any = None) -> list[dict]:
-    """Rows of one SQL statement on the DuckDB warehouse (test-side reads only)."""
-    with warehouses.open(url) as wh, wh.connect() as con:
-        cursor = con.execute(sql, params or [])
+class Reader:
+    """Test-side reads of a DuckDB warehouse over one connection: `reader(sql, params) -> rows`."""
+
+    def __init__(self, url: str):
+        self._wh = warehouses.open(url)
+        self._cm = self._wh.connect()
+        self._con = self._cm.__enter__()
+
+    def __call__(self, sql: str, params: Any = None) -> list[dict]:
+        cursor = self._con.execute(sql, params or [])
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, values)) for values in cursor.fetchall()]
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+        self._wh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def query(url: str, sql: str, params: Any = None) -> list[dict]:
+    """Rows of one SQL statement on the DuckDB warehouse (test-side reads only)."""
+    with Reader(url) as read:
+        return read(sql, params)
+
+
+def keys_only_environment(mp) -> None:
+    """For module-scoped fixtures (which run before tests/conftest.py's per-test `clean_environ`):
+    no developer AMPKIT_*/AMPLITUDE_* setting, the suite's key pair (`mp`: a pytest MonkeyPatch)."""
+    for name in list(os.environ):
+        if name.startswith(("AMPKIT_", "AMPLITUDE_")):
+            mp.delenv(name)
+    for name, value in SECRETS.items():
+        mp.setenv(name, value)
 
 
 def config(url: str, sandbox_url: str, **overrides: Any) -> configuration.Config:
@@ -132,36 +164,61 @@ def exported(sandbox_url: str, prefix: str | None = None, *, rows: bool = False)
 
 # -- the warehouse's books ------------------------------------------------------------------
 
+class StandinReader:
+    """Test-side reads of a BigQuery stand-in's dataset (its in-process DuckDB), like `Reader`."""
+
+    def __init__(self, standin, dataset: str = "analytics"):
+        self._standin = standin
+        self._cursor = standin.duckdb.cursor()
+        self._cursor.execute(f"SET schema = '{dataset}'")
+
+    def __call__(self, sql: str, params: Any = None) -> list[dict]:
+        with self._standin.lock:
+            cursor = self._cursor.execute(sql, params or [])
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, values)) for values in cursor.fetchall()]
+
+
+def standin_books(standin) -> list[str]:
+    """`books()` for a BigQuery stand-in's dataset."""
+    return _books(StandinReader(standin), True)
+
+
 def books(url: str, *, after_clean_run: bool = True) -> list[str]:
     """Every way the state tables disagree with "each row once, every run honest"; [] when they agree."""
+    with Reader(url) as query:
+        return _books(query, after_clean_run)
+
+
+def _books(query, after_clean_run: bool) -> list[str]:
     problems = []
-    dupes = query(url, "SELECT id, COUNT(*) AS n FROM ampkit_deliveries GROUP BY id HAVING COUNT(*) > 1")
+    dupes = query("SELECT id, COUNT(*) AS n FROM ampkit_deliveries GROUP BY id HAVING COUNT(*) > 1")
     if dupes:
         problems.append(f"{len(dupes)} rows have more than one outcome, e.g. {dupes[:3]}")
-    twice = query(url, "SELECT insert_id, COUNT(*) AS n FROM ampkit_deliveries WHERE outcome = 'accepted' "
-                       "GROUP BY insert_id HAVING COUNT(*) > 1")
+    twice = query("SELECT insert_id, COUNT(*) AS n FROM ampkit_deliveries WHERE outcome = 'accepted' "
+                  "GROUP BY insert_id HAVING COUNT(*) > 1")
     if twice:
         problems.append(f"{len(twice)} insert_ids accepted more than once, e.g. {twice[:3]}")
-    orphans = query(url, "SELECT DISTINCT d.run_id FROM ampkit_deliveries AS d "
-                         "LEFT JOIN ampkit_runs AS r ON r.run_id = d.run_id WHERE r.run_id IS NULL")
+    orphans = query("SELECT DISTINCT d.run_id FROM ampkit_deliveries AS d "
+                    "LEFT JOIN ampkit_runs AS r ON r.run_id = d.run_id WHERE r.run_id IS NULL")
     if orphans:
         problems.append(f"outcomes recorded by runs missing from the ledger: {[o['run_id'] for o in orphans]}")
-    undocumented = query(url, "SELECT d.id, d.reason FROM ampkit_deliveries AS d WHERE d.outcome = 'rejected' AND NOT EXISTS "
-                              "(SELECT 1 FROM ampkit_dead_letters AS l WHERE l.run_id = d.run_id AND l.id = d.id AND l.reason = d.reason)")
+    undocumented = query("SELECT d.id, d.reason FROM ampkit_deliveries AS d WHERE d.outcome = 'rejected' AND NOT EXISTS "
+                         "(SELECT 1 FROM ampkit_dead_letters AS l WHERE l.run_id = d.run_id AND l.id = d.id AND l.reason = d.reason)")
     if undocumented:
         problems.append(f"rejected rows without their dead letter: {undocumented[:3]}")
-    unreasoned = query(url, "SELECT id, outcome FROM ampkit_deliveries WHERE outcome <> 'accepted' AND (reason IS NULL OR reason = '')")
+    unreasoned = query("SELECT id, outcome FROM ampkit_deliveries WHERE outcome <> 'accepted' AND (reason IS NULL OR reason = '')")
     if unreasoned:
         problems.append(f"filtered or rejected rows without a named rule or reason: {unreasoned[:3]}")
-    for r in query(url, "SELECT run_id, status, extracted, accepted, filtered_total, rejected_total FROM ampkit_runs WHERE status = 'ok'"):
+    for r in query("SELECT run_id, status, extracted, accepted, filtered_total, rejected_total FROM ampkit_runs WHERE status = 'ok'"):
         if r["extracted"] != r["accepted"] + r["filtered_total"] + r["rejected_total"]:
             problems.append(f"run {r['run_id']}: extracted {r['extracted']} != accepted + filtered + rejected")
     if after_clean_run:
-        running = query(url, "SELECT run_id FROM ampkit_runs WHERE status = 'running'")
+        running = query("SELECT run_id FROM ampkit_runs WHERE status = 'running'")
         if running:
             problems.append(f"runs still marked running after a clean run: {running}")
         for table in ("ampkit_pending", "ampkit_run_rules", "ampkit_lease"):
-            left = query(url, f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
+            left = query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
             if left:
                 problems.append(f"{table} still holds {left} rows after a clean run")
     return problems
@@ -236,38 +293,50 @@ def leaks(text: str | bytes) -> list[str]:
     return [name for name, value in SECRETS.items() if value in text]
 
 
-def dump_duckdb(path: Path) -> str:
-    """Every value of every table of a DuckDB file, as text (the file itself is compressed)."""
+def dump_duckdb(path: Path, con=None) -> str:
+    """Every value of every table of a DuckDB file, as text (on disk its strings are compressed)."""
     import duckdb
-    parts = []
-    con = duckdb.connect(str(path), read_only=True)
+    own = con is None
+    con = con or duckdb.connect()
+    quoted = str(path).replace("'", "''")
+    con.execute(f"ATTACH '{quoted}' AS scanned (READ_ONLY)")
     try:
-        for (schema, table) in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall():
-            rows = con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
-            parts.append(f"{table}: {rows!r}")
+        parts = []
+        names = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                            "WHERE table_catalog = 'scanned'").fetchall()
+        for schema, table in names:
+            ident = ".".join('"' + n.replace('"', '""') + '"' for n in (schema, table))
+            parts.append(f"{table}: {con.execute(f'SELECT * FROM scanned.{ident}').fetchall()!r}")
+        return "\n".join(parts)
     finally:
-        con.close()
-    return "\n".join(parts)
+        con.execute("DETACH scanned")
+        if own:
+            con.close()
 
 
 def scan_tree(root: Path) -> dict[str, list[str]]:
     """Path -> secrets found, over every file under `root` (DuckDB files read table by table)."""
+    import duckdb
     found = {}
-    for path in sorted(Path(root).rglob("*")):
-        if not path.is_file() or path.is_symlink():
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        hits = leaks(data)
-        if path.suffix == ".duckdb" and not hits:
+    con = duckdb.connect()
+    try:
+        for path in sorted(Path(root).rglob("*")):
+            if not path.is_file() or path.is_symlink():
+                continue
             try:
-                hits = leaks(dump_duckdb(path))
-            except Exception as exc:  # a file another test left locked or half-written
-                hits = [f"unreadable: {exc}"] if "lock" not in str(exc).lower() else []
-        if hits:
-            found[str(path)] = hits
+                data = path.read_bytes()
+            except OSError:
+                continue
+            hits = leaks(data)
+            if path.suffix == ".duckdb" and not hits:
+                try:
+                    hits = leaks(dump_duckdb(path, con))
+                except duckdb.Error as exc:
+                    hits = [f"unreadable DuckDB file: {exc}"]
+            if hits:
+                found[str(path)] = hits
+    finally:
+        con.close()
     return found
 
 
