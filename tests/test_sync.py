@@ -248,7 +248,9 @@ def test_crash_at_random_points_then_rerun_is_exactly_once(seeded, make_config, 
     with warehouses.open(seeded) as wh:
         statuses = [r["status"] for r in state.runs(wh, 20)]
     # Every run shares the fixed clock's start time, so the ledger's order among them is arbitrary.
-    assert "ok" in statuses and "interrupted" in statuses and "running" not in statuses
+    # A kill may land before a run wrote its ledger row (a slow start), so "interrupted" rows are not
+    # guaranteed here; tests/reliability/test_crashes.py kills at named points and checks them.
+    assert "ok" in statuses and "running" not in statuses
 
 
 def test_dead_letters_replay_sends_the_fixed_rows(seeded, make_config, sandbox):
