@@ -138,7 +138,7 @@ def measure(sizes: list[int], repeats: int, workdir: Path) -> dict[str, Any]:
                 runs[name].append(seconds)
                 rows[name] = n
             log(f"  {size:,}: ampkit {runs['ampkit'][-1]:.2f}s, bare {runs['bare'][-1]:.2f}s, reconcile.run {runs['reconcile_run'][-1]:.2f}s")
-        import profile as prof
+        import profiling as prof
         per_row = prof.recon_looker_per_row(path, _params(config(duck_url(path), "http://127.0.0.1:9", now=NOW)))
         log(f"  {size:,}: the previous recon_looker (per-row time zone): {per_row:.2f}s")
         out["sizes"][size] = {"per_row_looker": per_row, "build_seconds": built, "gb": path.stat().st_size / 1e9, "result_rows": rows,

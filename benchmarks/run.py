@@ -172,7 +172,7 @@ def run_sections(plan: dict[str, Any], only: set[str], workdir: Path) -> dict[st
     section("notebook", notebook_section)
 
     def profile_section():
-        import profile as prof
+        import profiling as prof
         seeded = common.seeded_warehouse(plan["profile_rows"], workdir, cache)
         out = {"rows": seeded.staged, "phases": prof.phases(seeded, workdir), "extract_sql": prof.extract_sql(seeded, workdir)}
         for what in ("slices", "held"):

@@ -19,5 +19,5 @@ WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
     -- keep this lookup to the slice being synced rather than every outcome of the loaded_at window.
     SELECT 1 FROM ampkit_deliveries AS d
     WHERE d.id = a.id AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end
-      AND d.event_time >= @event_start AND d.event_time < @event_end);
+      AND ((d.event_time >= @event_start AND d.event_time < @event_end) OR d.event_time IS NULL));
 SELECT COUNT(*) AS extracted FROM ampkit_pending WHERE run_id = @run_id
