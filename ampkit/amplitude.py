@@ -156,7 +156,10 @@ class Client:
             raise RetryableAmplitudeError(f"connection to {self.url} failed: {type(exc).__name__}") from None
         except requests.RequestException as exc:
             raise RetryableAmplitudeError(f"request to {self.url} failed: {type(exc).__name__}") from None
-        return classify(response.status_code, response.content, response.headers.get("Content-Type", ""))
+        verdict = classify(response.status_code, response.content, response.headers.get("Content-Type", ""))
+        # Amplitude's error text (or a proxy's) may echo the request, key included; it reaches logs,
+        # dead letters and errors, so it is redacted here, where it enters ampkit.
+        return dataclasses.replace(verdict, message=self.config.redact(verdict.message)) if verdict.message else verdict
 
     def close(self) -> None:
         s = getattr(self._local, "session", None)

@@ -10,7 +10,8 @@ in time order, so one id's events never overtake each other. Per request:
   slides, while the other ids keep flowing;
 - 200 with Amplitude's JSON: accepted;
 - 400 naming events: those are dead-lettered, the rest resent at once;
-- 413: the request is bisected (a single event still too large is dead-lettered);
+- 413: the request is bisected; a single event over the byte cap is dead-lettered, one under it
+  is retried (a transient 413 cannot be the event's fault);
 - 429: only the throttled devices and users are held (at least `throttle_hold_seconds`) while
   the rest keeps flowing; ids over their daily quota are dead-lettered as `quota`;
 - 5xx, timeouts, dropped connections, non-JSON 200s: retried with capped exponential backoff and
@@ -364,8 +365,14 @@ class Sender:
                 if (~bad).any():
                     queue.appendleft(request[~bad])
             elif verdict.kind == "too_large":
-                if len(request) == 1:
+                if len(request) == 1 and chunk.sizes(request)[0] > self.max_bytes:
                     result.dead.append((int(request[0]), "too_large", "a single event over Amplitude's request cap"))
+                elif len(request) == 1:
+                    # An event under the cap cannot be too large by itself: a transient 413 (a proxy, an
+                    # overloaded edge) is waited out within the retry budget, never dead-lettered.
+                    self._backoff(result.retries, "HTTP 413 on a single event under the size cap")
+                    result.retries += 1
+                    queue.appendleft(request)
                 else:
                     half = len(request) // 2
                     queue.appendleft(request[half:])

@@ -62,9 +62,30 @@ def acquire(warehouse, holder: str, seconds: int) -> None:
 
 
 def renew(warehouse, holder: str, seconds: int) -> None:
-    """Extend our lease (I/O)."""
-    warehouse.run("lease_renew", {"name": LEASE_NAME, "holder": holder,
-                                  "expires_at": wall_clock() + dt.timedelta(seconds=seconds)})
+    """Extend our lease (I/O); raises LockedError when another run took it meanwhile.
+
+    A run that stalled past its lease (a GC pause, a stopped VM) must stop rather than record
+    a window the run that took over is sending too.
+    """
+    rows = warehouse.run("lease_renew", {"name": LEASE_NAME, "holder": holder,
+                                         "expires_at": wall_clock() + dt.timedelta(seconds=seconds)}).to_pylist()
+    if not rows or rows[0]["holder"] != holder:
+        lost(rows[0] if rows else None)
+
+
+def lost(current: dict | None) -> None:
+    """Raise the error of a run that lost its lease to `current` (a lease row, or None)."""
+    who = current["holder"] if current else "nobody"
+    raise LockedError(f"this run lost the sync lease (now held by {who}): it stalled past lease_seconds; it stops "
+                      "without recording its window, which the next run sends again (insert_ids make that safe)",
+                      who, current["expires_at"] if current else None)
+
+
+def check_held(warehouse, holder: str) -> None:
+    """Raise LockedError unless `holder` still holds the lease (I/O)."""
+    rows = warehouse.run("lease_holder", {"name": LEASE_NAME}).to_pylist()
+    if not rows or rows[0]["holder"] != holder:
+        lost(rows[0] if rows else None)
 
 
 def is_dead(holder: str) -> bool:

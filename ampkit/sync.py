@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from ampkit import amplitude, datamap as datamaps, state
 from ampkit import warehouse as warehouses
 from ampkit.config import Config
-from ampkit.errors import AccountingError, AmpkitError, ConfigError, LockedError, SyncError
+from ampkit.errors import AccountingError, AmpkitError, ConfigError, LockedError, SyncError, WarehouseError
 from ampkit.progress import Progress
 from ampkit.sender import Chunk, Sender
 
@@ -40,9 +40,26 @@ SLICE_ROWS = 100_000
 # go of it between queries, so other processes (a notebook, a second run finding the lease
 # taken) get in as often as they can.
 HOLD_ROWS = 10_000
+# DuckDB's memory while a slice holds the warehouse (spilling to disk past it). Without a cap its
+# cache of the blocks the slice's queries read grows with the tables, not with the slice. A slice
+# larger than SLICE_ROWS (one minute holding more rows) runs without the cap.
+SLICE_MEMORY = "128MB"
 # Events more than a day ahead of the run's clock cannot be real; Amplitude would chart them in the future.
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 MAX_PROPERTIES_BYTES = 32_768
+# Amplitude stores event and user properties nested at most 40 levels deep.
+MAX_PROPERTIES_DEPTH = 40
+
+
+def depth_pattern(levels: int) -> str:
+    """A regex matching one balanced JSON bracket sequence (brackets only) nested at most `levels` deep.
+
+    RE2 has no recursion, so the nesting is spelled out: each level wraps any number of the one below.
+    """
+    pattern = r"[\[{][\]}]"
+    for _ in range(levels - 1):
+        pattern = r"[\[{](?:" + pattern + r")*[\]}]"
+    return "^" + pattern + "$"
 
 
 @dataclasses.dataclass
@@ -194,7 +211,8 @@ def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -
                 w = WindowResult(event_start if event_start != EPOCH else a, event_end if event_end != FAR_FUTURE else b)
                 slices = _slices(wh, lookback, b, event_start, event_end)
                 for k, (s, e, rows) in enumerate(slices):
-                    with wh.held() if rows >= HOLD_ROWS else contextlib.nullcontext():
+                    cap = SLICE_MEMORY if rows <= SLICE_ROWS else None
+                    with wh.held(memory_limit=cap) if rows >= HOLD_ROWS else contextlib.nullcontext():
                         _absorb(w, _window(config, wh, data_map, run_id, holder, sender, bar, result, a, b, lookback,
                                            s, e, move_watermark and k == len(slices) - 1, dry_run, now))
                 result.add(w)
@@ -329,6 +347,8 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     params = {"run_id": run_id, "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
               "min_id_length": config.min_id_length, "blocklist": list(amplitude.BLOCKLISTED_IDS),
               "future_limit": now + FUTURE_TOLERANCE, "max_properties_bytes": MAX_PROPERTIES_BYTES,
+              "max_depth": MAX_PROPERTIES_DEPTH, "depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH),
+              "flags_depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH - 1),
               "dedup_start": now - dt.timedelta(days=config.dedup_horizon_days), "lanes": config.concurrency}
     dead_rows: list[dict] = []
     bar.total(w.extracted)
@@ -372,8 +392,12 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     if w.accepted != accepted_by_amplitude:
         raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {w.accepted}")
     w.check()
-    wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(),
-                             "watermark": b, "move_watermark": move_watermark})
+    try:
+        wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(), "watermark": b,
+                                 "move_watermark": move_watermark, "name": state.LEASE_NAME, "holder": holder})
+    except WarehouseError:
+        state.check_held(wh, holder)  # the fence refused the commit: say so, not the raw engine error
+        raise
     logger.info("window done start=%s end=%s extracted=%d accepted=%d filtered=%d rejected=%d",
                 w.window_start.isoformat(), w.window_end.isoformat(), w.extracted, w.accepted,
                 sum(w.filtered.values()), sum(w.rejected.values()))

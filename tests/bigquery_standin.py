@@ -426,7 +426,10 @@ class BigQueryStandin:
                 if kind == "SELECT":
                     rel = self._execute(sql, params, default.get("datasetId"), query=True)
                     job.fields = [field_for(name, str(kind_)) for name, kind_ in zip(rel.columns, rel.types)]
-                    job.result = rel.to_arrow_table()
+                    try:  # the relation is lazy: errors such as ERROR() surface here
+                        job.result = rel.to_arrow_table()
+                    except duckdb.Error as exc:
+                        raise BigQueryError("invalidQuery", _first_line(exc), "query") from None
                     job.affected = None
                 else:
                     cursor = self._execute(sql, params, default.get("datasetId"))

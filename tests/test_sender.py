@@ -123,3 +123,32 @@ def test_pacer_admits_the_earliest_events_of_an_id_first():
     assert pacer.admit(np.array([1, 2], dtype=np.int64), 5.0).tolist() == [False, True]
     assert pacer.ready_at(np.array([1], dtype=np.int64), 5.0) == 10.0
     assert pacer.admit(np.array([1, 1, 1], dtype=np.int64), 10.0) is None
+
+
+class StormClient:
+    """Answers 413 to a request over its byte cap, and to the next `storm` requests whatever their size."""
+
+    max_bytes = 60
+    eps_per_id = 0
+
+    def __init__(self, storm: int):
+        self.storm = storm
+
+    def post(self, events):
+        from ampkit.amplitude import Verdict
+        if len(events) > self.max_bytes or self.storm > 0:
+            self.storm -= 1
+            return Verdict("too_large", 413, "payload too large")
+        return Verdict("ok", 200)
+
+
+def test_a_413_dead_letters_only_an_event_over_the_cap_and_waits_out_a_storm():
+    from ampkit.sender import Sender
+    events = ['{"d":"dev","n":%d}' % i for i in range(4)] + ['{"d":"dev","big":"%s"}' % ("x" * 80)]
+    sender = Sender(StormClient(storm=12), lanes=1, max_events=4, sleep=lambda s: None, budget_seconds=60)
+    try:
+        result = sender.send(chunk_of(events, [0] * len(events)))
+    finally:
+        sender.close()
+    assert result.accepted == 4 and result.retries > 0
+    assert [(i, reason) for i, reason, _ in result.dead] == [(4, "too_large")]

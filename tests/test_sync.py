@@ -281,3 +281,27 @@ def test_resend_beyond_the_dedup_horizon_needs_force(seeded, make_config):
     with pytest.raises(SyncError, match="--force"):
         sync.run(later, progress="none")
     assert sync.run(later, force=True, progress="none").status == "ok"
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    for c in text:
+        depth += 1 if c in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@pytest.mark.parametrize("levels", [1, 2, 5, 40])
+def test_depth_pattern_accepts_exactly_the_sequences_within_its_depth(levels):
+    import re
+    pattern = re.compile(sync.depth_pattern(levels))
+    rng = random.Random(levels)
+    for _ in range(300):
+        # A random balanced JSON-like bracket tree, sometimes just over the limit.
+        target = rng.choice([levels, levels + 1, rng.randint(1, levels + 3)])
+        def tree(d):
+            if d >= target or rng.random() < 0.2:
+                return "{}"
+            return "{" + "".join(tree(d + 1) if rng.random() < 0.7 else "[]" for _ in range(rng.randint(1, 3))) + "}"
+        text = tree(1)
+        assert bool(pattern.fullmatch(text)) == (_depth(text) <= levels), text

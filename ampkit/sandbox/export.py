@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import re
 import uuid as uuid_module
 import zipfile
@@ -103,7 +104,7 @@ def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[
                 parsed_body = (record["body_offset"], header, orjson.loads(data)["events"])
             record.update(parsed_body[1])
             event = parsed_body[2][record["idx"]]
-            line = orjson.dumps(to_row(record, event, app, row_uuid(salt, record["seq"]))) + b"\n"
+            line = dumps(to_row(record, event, app, row_uuid(salt, record["seq"]))) + b"\n"
             total_bytes += len(line)
             if total_bytes > max_bytes:
                 raise ExportTooLarge(f"export is over {max_bytes} bytes")
@@ -112,6 +113,14 @@ def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[
     flush()
     archive.close()
     return buffer.getvalue() if rows else None
+
+
+def dumps(row: dict[str, Any]) -> bytes:
+    """One export line; orjson stops at 255 levels of nesting, the standard library goes deeper."""
+    try:
+        return orjson.dumps(row)
+    except orjson.JSONEncodeError:
+        return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def entry_name(app: int, hour: int, part: int) -> str:
@@ -194,14 +203,26 @@ def format_ms(ms: int | None) -> str | None:
 
 
 def truncate(value: Any) -> Any:
-    """Cut every string to 1,024 characters, as Amplitude does with property values."""
+    """Cut every string to 1,024 characters, as Amplitude does with property values.
+
+    Walks the value with its own stack: properties may nest deeper than Python's recursion limit.
+    """
     if isinstance(value, str):
-        return value if len(value) <= MAX_STRING_LENGTH else value[:MAX_STRING_LENGTH]
-    if isinstance(value, dict):
-        return {k: truncate(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [truncate(v) for v in value]
-    return value
+        return value[:MAX_STRING_LENGTH]
+    if not isinstance(value, (dict, list)):
+        return value
+    root = value.copy()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for key, item in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(item, str):
+                if len(item) > MAX_STRING_LENGTH:
+                    node[key] = item[:MAX_STRING_LENGTH]
+            elif isinstance(item, (dict, list)):
+                node[key] = item.copy()
+                stack.append(node[key])
+    return root
 
 
 def _revenue(event: dict[str, Any]) -> dict[str, Any]:

@@ -300,7 +300,8 @@ def accept_fast(
         return None
     try:
         body = _fast_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        # msgspec recurses to skip nested values it does not decode; the complete path answers.
         return None
     project = projects.get(body.api_key)
     events = body.events

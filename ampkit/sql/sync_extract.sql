@@ -41,6 +41,21 @@ checked AS (
        CAST(NULL AS STRING), raw_device) AS device_key,
     SAFE.PARSE_JSON(properties_text) AS properties,
     SAFE.PARSE_JSON(flags_text) AS flags,
+    -- JSON parsers that accept NaN and Infinity (DuckDB's) let them through as bare tokens, which
+    -- Amplitude refuses with a 400 naming no event: found outside strings, the text is not JSON.
+    (STRPOS(properties_text, 'NaN') > 0 OR STRPOS(properties_text, 'Infinity') > 0)
+      AND REGEXP_CONTAINS(REGEXP_REPLACE(properties_text, r'"(?:[^"\\]|\\.)*"', '""'), r'NaN|Infinity') AS properties_nonfinite,
+    (STRPOS(flags_text, 'NaN') > 0 OR STRPOS(flags_text, 'Infinity') > 0)
+      AND REGEXP_CONTAINS(REGEXP_REPLACE(flags_text, r'"(?:[^"\\]|\\.)*"', '""'), r'NaN|Infinity') AS flags_nonfinite,
+    -- Nesting depth is only looked at where it could exceed the limit (more opening brackets than
+    -- it allows): the brackets outside strings, matched against @depth_pattern (balanced within it).
+    IF(LENGTH(properties_text) - LENGTH(REPLACE(REPLACE(properties_text, '{', ''), '[', '')) > @max_depth,
+       NOT REGEXP_CONTAINS(REGEXP_REPLACE(REGEXP_REPLACE(properties_text, r'"(?:[^"\\]|\\.)*"', ''), r'[^\[\]{}]', ''),
+                           @depth_pattern), FALSE) AS properties_too_deep,
+    -- Feature flags sit one level down, in user_properties.
+    IF(LENGTH(flags_text) - LENGTH(REPLACE(REPLACE(flags_text, '{', ''), '[', '')) > @max_depth - 1,
+       NOT REGEXP_CONTAINS(REGEXP_REPLACE(REGEXP_REPLACE(flags_text, r'"(?:[^"\\]|\\.)*"', ''), r'[^\[\]{}]', ''),
+                           @flags_depth_pattern), FALSE) AS flags_too_deep,
     ROW_NUMBER() OVER (PARTITION BY insert_key ORDER BY id) AS copy_number
   FROM rows
 )
@@ -55,6 +70,8 @@ SELECT
     WHEN timestamp > @future_limit THEN 'future_time'
     WHEN properties IS NULL THEN 'malformed_public_argument'
     WHEN NOT STARTS_WITH(TRIM(properties_text), '{') THEN 'malformed_public_argument'
+    WHEN properties_nonfinite THEN 'malformed_public_argument'
+    WHEN properties_too_deep THEN 'properties_too_deep'
     WHEN LENGTH(properties_text) > @max_properties_bytes THEN 'properties_too_large'
     -- A string value over 1,024 characters needs a text over 1,024 characters: the length test first
     -- spares the (costly) regex for nearly every row.
@@ -83,7 +100,8 @@ SELECT
     ',"event_properties":', COALESCE(TO_JSON_STRING(properties), '{}'),
     ',"user_properties":', TO_JSON_STRING(STRUCT(
       IF(anonymous_user_id IN ('backend', ''), CAST(NULL AS STRING), anonymous_user_id) AS anonymous_user_id,
-      IF(STARTS_WITH(TRIM(flags_text), '{'), flags, CAST(NULL AS JSON)) AS feature_flags,
+      -- Flags that are not a JSON object Amplitude would take are left out, not the event.
+      IF(STARTS_WITH(TRIM(flags_text), '{') AND NOT flags_nonfinite AND NOT flags_too_deep, flags, CAST(NULL AS JSON)) AS feature_flags,
       CAST(cohort_id AS STRING) AS cohort_id,
       first_source_url,
       referrer)),

@@ -1,6 +1,9 @@
 -- Record every row's outcome, keep the counts, move the watermark, clear the run's working rows: atomically.
 -- Rows held back by the data map (`hold`) get no outcome, so a later backfill picks them up.
+-- Fenced: a run that stalled past its lease and lost it to another run commits nothing.
 BEGIN TRANSACTION;
+SELECT IF(EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder), 1,
+          ERROR('ampkit: the sync lease was lost before the window was recorded'));
 INSERT INTO ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, reason, run_id, delivered_at)
 SELECT id, insert_id, name, source, event_time, loaded_at, outcome, rule, run_id, @finished_at
 FROM ampkit_pending

@@ -140,15 +140,6 @@ def test_small_lease_of_a_hung_local_holder_expires_then_the_next_run_takes_over
     assert statuses == ["interrupted", "ok", "skipped_locked"], statuses
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the lease is not a fence (shown on BigQuery, the production backend, via the local stand-in; in "
-    "DuckDB mode the file kept open during a window happens to serialize runs). A holder that stalls past "
-    "lease_seconds (GC pause, stopped VM, slow network) and resumes after another run took over carries on: state.renew() updates nothing and says "
-    "nothing, sync_finalize.sql commits without checking the lease, and finish_run records a second 'ok' run "
-    "claiming the same accepted events (the ledger's accepted totals exceed the outcomes; two runs 'sent' one "
-    "window). Fix: make renew() verify it still holds the lease (re-read the holder, raise LockedError "
-    "'lease lost' otherwise) before each send and before finalizing, and guard sync_finalize.sql with "
-    "`WHERE EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder)` in its transaction."))
 def test_stalled_holder_that_lost_its_lease_does_not_record_a_second_delivery(amp, prefix, rel):
     """On BigQuery (the local stand-in: no file lock serializes runs, as in production)."""
     from bigquery_standin import running  # tests/bigquery_standin.py

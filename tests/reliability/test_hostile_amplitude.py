@@ -203,12 +203,6 @@ def test_outage_in_the_middle_of_a_window(wh_url, amp, prefix, rel):
     assert support.books(wh_url) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ampkit/sender.py Sender._lane treats a 413 on a one-event request as final and dead-letters the event "
-    "as 'too_large' without comparing its size with the cap: a transient 413 storm (a proxy, an overloaded edge) "
-    "that lasts until the bisection reaches single events dead-letters small (~300 B) events that would have "
-    "been delivered. Fix: dead-letter as too_large only when the event itself exceeds the endpoint's byte cap "
-    "(Client.max_bytes); otherwise treat the 413 as retryable (backoff within the retry budget)."))
 def test_413_storm_reaching_single_events_still_delivers(wh_url, amp, prefix, rel):
     expected = load(wh_url, prefix, 8)
     amp.control.inject("/batch", status=413, count=7)

@@ -77,18 +77,6 @@ def no_private(event):
     assert "hunter2" not in text and "PRIVATE-" not in text and "ghp_" not in text, text
 
 
-NAN_BUG = ("BUG: DuckDB's JSON parser accepts NaN/Infinity, so sync_extract.sql's SAFE.PARSE_JSON lets "
-           "public_argument {\"a\": NaN} through and TO_JSON_STRING emits the non-JSON token; Amplitude answers "
-           "'400 Invalid JSON request body' naming no event, sender.py treats that as fatal, and the row fails "
-           "every run forever (a poison pill: nothing behind it is delivered). Fix: reject such rows in "
-           "sync_extract.sql (e.g. 'malformed_public_argument' when the re-serialized JSON contains NaN/Infinity "
-           "outside strings), and/or on a 400 that names no event bisect the request to isolate and dead-letter "
-           "the offending event.")
-DEEP_BUG = ("BUG: sync_extract.sql puts no bound on public_argument's nesting depth: a 1,100-level object is "
-            "sent as is, the receiving JSON parser gives up (the sandbox's msgspec raises RecursionError -> 500; "
-            "orjson and many parsers stop at 1,024 levels), sender.py retries until the budget is spent, and "
-            "every later run fails the same way (a poison pill). Fix: dead-letter rows whose properties nest "
-            "deeper than a documented limit (e.g. 'properties_too_deep' beyond 64 levels) in sync_extract.sql.")
 LPAD_BUG = ("BUG: sync_extract.sql builds user_id as LPAD(CAST(a.user_id AS STRING), 6, '0'); LPAD truncates "
             "longer strings (BigQuery and DuckDB alike), so every user_id of 7+ digits is cut to its first 6: "
             "users 1234567 and 1234568 both become '123456' in Amplitude (identities merged, events attributed "
@@ -138,7 +126,15 @@ CASES = [
     Case("public-argument-lone-surrogate-escape", ({"public_argument": '{"a": "\\ud800"}'},), (MALFORMED,)),
     Case("public-argument-empty", ({"public_argument": ""},), (ACCEPTED,), props({})),
     Case("public-argument-null", ({"public_argument": None},), (ACCEPTED,), props({})),
-    Case("public-argument-nested-64-levels", ({"public_argument": nested(64)},), (ACCEPTED,)),
+    # Amplitude stores properties nested at most 40 levels deep.
+    Case("public-argument-nested-40-levels", ({"public_argument": nested(40)},), (ACCEPTED,)),
+    Case("public-argument-nested-41-levels", ({"public_argument": nested(41)},), (("rejected", "properties_too_deep"),)),
+    Case("public-argument-many-shallow-objects", ({"public_argument": '{"a":[' + ",".join(['{"b":[1]}'] * 60) + ']}'},),
+         (ACCEPTED,)),
+    Case("public-argument-brackets-inside-strings", ({"public_argument": '{"a":"' + "{[" * 50 + '"}'},), (ACCEPTED,)),
+    Case("public-argument-nan-inside-a-string", ({"public_argument": '{"a":"NaN and Infinity"}'},), (ACCEPTED,)),
+    Case("feature-flags-with-nan", ({"feature_flags": '{"f": NaN}'},), (ACCEPTED,),
+         lambda e: (e["user_properties"].get("feature_flags") is None) or pytest.fail(str(e["user_properties"]))),
     Case("public-argument-oversized", ({"public_argument": '{"a": "' + "x" * 40_000 + '"}'},),
          (("rejected", "properties_too_large"),)),
     Case("public-argument-value-over-1024-chars", ({"public_argument": '{"a": "' + "y" * 1100 + '"}'},),
@@ -185,12 +181,12 @@ CASES = [
     Case("quotes-and-controls-in-version-and-referrer", ({"version": 'v"1\\2\n', "referrer": "https://x/?q='\"<>"},),
          (ACCEPTED,), lambda e: e["version_name"] == 'v"1\\2\n' or e.get("app_version") == 'v"1\\2\n' or pytest.fail(str(e))),
     # -- isolated: may stop a run, or need two runs ----------------------------------------------
-    Case("public-argument-with-nan", ({"public_argument": '{"ratio": NaN}'}, {}), (MALFORMED, ACCEPTED),
-         isolated=True, bug=NAN_BUG),
+    # Each could poison a run (Amplitude's 400 names no event; a parser gives up): alone, to prove it does not.
+    Case("public-argument-with-nan", ({"public_argument": '{"ratio": NaN}'}, {}), (MALFORMED, ACCEPTED), isolated=True),
     Case("public-argument-with-infinity", ({"public_argument": '{"ratio": -Infinity}'}, {}), (MALFORMED, ACCEPTED),
-         isolated=True, bug=NAN_BUG),
+         isolated=True),
     Case("public-argument-nested-1100-levels", ({"public_argument": nested(1100)}, {}),
-         (("rejected", "properties_too_deep"), ACCEPTED), isolated=True, bug=DEEP_BUG),
+         (("rejected", "properties_too_deep"), ACCEPTED), isolated=True),
     Case("timestamp-null", ({"timestamp": None}, {}), (("rejected", "invalid_time"), ACCEPTED), isolated=True),
 ]
 SHARED = [c for c in CASES if not c.isolated]
@@ -300,24 +296,25 @@ def test_duplicate_insert_id_in_a_later_run(wh_url, amp, prefix, rel):
     assert support.books(wh_url) == []
 
 
-def test_deeply_nested_600_levels_survive_the_round_trip(wh_url, prefix, rel):
-    """Own sandbox: an event Amplitude stored must stay exportable (or the reconciliation goes blind)."""
+def test_deep_properties_never_crash_the_sandbox(prefix, rel):
+    """Own sandbox, posted to directly (ampkit never sends more than 40 levels): an event it stored stays
+    exportable however deep it nests, and one too deep to parse is a 400, never a 500."""
+    import json
+    import requests
     from ampkit.sandbox import SandboxConfig, start
-    rows = [support.row(1, prefix, public_argument=nested(600)), support.row(2, prefix)]
-    support.insert(wh_url, rows)
+
+    def event(n: int, depth: int) -> dict:
+        return {"event_type": "SearchSubmitted", "device_id": f"{prefix}-device", "insert_id": f"{prefix}-{n}",
+                "time": int(NOW.timestamp() * 1000), "event_properties": json.loads(nested(depth))}
+
     with start(SandboxConfig(api_keys=[(support.API_KEY, support.SECRET_KEY)], export_lag_seconds=0)) as sb:
-        result = sync.run(support.config(wh_url, sb.url, **SETTINGS), progress="none")
-        assert result.status == "ok" and result.accepted == 2
-        rel.delivered({r["insert_id"] for r in rows}, support.exported(sb.url, prefix), "600-level properties")
-
-
-test_deeply_nested_600_levels_survive_the_round_trip = pytest.mark.xfail(strict=True, reason=(
-    "BUG (sandbox): ampkit/sandbox/export.py truncate() recurses once per nesting level, so exporting an event "
-    "whose event_properties nest ~500+ levels deep raises RecursionError and /api/2/export answers 500 for the "
-    "whole range: every event of those upload hours becomes unreadable (reconciliation cannot run). The same "
-    "event at ~1,000+ levels makes ingest.accept_fast's msgspec decode raise RecursionError (a 500 'sandbox bug'). "
-    "Fix: make truncate iterative (or bounded by depth) and catch RecursionError in accept_fast/parse as "
-    "'400 Invalid JSON request body'."))(test_deeply_nested_600_levels_survive_the_round_trip)
+        stored = requests.post(f"{sb.url}/batch", timeout=30, json={"api_key": support.API_KEY,
+                                                                     "events": [event(1, 600), event(2, 1)]})
+        assert stored.status_code == 200, stored.text
+        deeper = json.dumps({"api_key": support.API_KEY, "events": [event(3, 1)]}).replace('"a": 1', nested(1100)[1:-1])
+        refused = requests.post(f"{sb.url}/batch", data=deeper, timeout=30, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 400 and "Invalid JSON" in refused.text, (refused.status_code, refused.text[:200])
+        rel.delivered({f"{prefix}-1", f"{prefix}-2"}, support.exported(sb.url, prefix), "600-level properties")
 
 
 def test_row_loaded_after_the_clock_waits_for_its_window(wh_url, amp, prefix, rel):

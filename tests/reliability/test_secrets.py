@@ -75,12 +75,6 @@ def test_a_run_refused_for_its_key_leaks_it_nowhere(wh_url, prefix, caplog, caps
     assert not support.leaks(caplog.text) and not support.leaks(str(capsys.readouterr()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ampkit/sender.py logs Amplitude's error text verbatim ('retrying attempt=%d delay=%.2fs reason=%s' "
-    "with reason = f'HTTP {status} {verdict.message}'); an error body that echoes the request or the key (a "
-    "proxy, a debugging gateway, Amplitude's own 'Invalid API key: ...' style) puts AMPLITUDE_API_KEY in the "
-    "logs, in papermill's --log-output and in scheduler logs. Only the final exception is redacted (sync._run). "
-    "Fix: redact every reason before logging (give Sender the config's redact(), as Client has the config)."))
 def test_an_error_body_echoing_the_key_never_reaches_the_logs(wh_url, amp, prefix, caplog, rel):
     support.insert(wh_url, support.spread(prefix, 1, 20, NOW - HOUR, NOW))
     caplog.set_level(logging.DEBUG)
