@@ -398,10 +398,17 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     except WarehouseError:
         state.check_held(wh, holder)  # the fence refused the commit: say so, not the raw engine error
         raise
-    logger.info("window done start=%s end=%s extracted=%d accepted=%d filtered=%d rejected=%d",
-                w.window_start.isoformat(), w.window_end.isoformat(), w.extracted, w.accepted,
+    # A large window is synced in event-time slices; say which part of it this was.
+    part = "" if (event_start, event_end) == (EPOCH, FAR_FUTURE) else \
+        f" event_time={_moment(event_start, 'start')}..{_moment(event_end, 'end')}"
+    logger.info("window done loaded_at=%s..%s%s extracted=%d accepted=%d filtered=%d rejected=%d",
+                a.isoformat(), b.isoformat(), part, w.extracted, w.accepted,
                 sum(w.filtered.values()), sum(w.rejected.values()))
     return w
+
+
+def _moment(t: dt.datetime, side: str) -> str:
+    return t.isoformat() if t not in (EPOCH, FAR_FUTURE) else side
 
 
 def _tally(w: WindowResult, counts: list[dict], dry_run: bool = False, dead: list[dict] | None = None) -> None:
