@@ -32,18 +32,22 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
 STREAM_ROWS = 50_000
-# A window with more staged rows than this is synced in slices of event time (whole minutes), each
+# A window with more staged rows than this, or more bytes of them (estimated from the text
+# columns, see sync_slices.sql), is synced in slices of event time (whole minutes), each
 # snapshotted, sent and recorded on its own, so a run's memory stays flat whatever the backlog.
 SLICE_ROWS = 100_000
+SLICE_BYTES = 50_000_000
 # A slice of at least this many rows keeps the warehouse open while it is synced (`Warehouse.held`:
 # one open and checkpoint instead of one per query). Smaller windows, the usual hourly run, let
 # go of it between queries, so other processes (a notebook, a second run finding the lease
 # taken) get in as often as they can.
 HOLD_ROWS = 10_000
-# DuckDB's memory while a slice holds the warehouse (spilling to disk past it). Without a cap its
-# cache of the blocks the slice's queries read grows with the tables, not with the slice. A slice
-# larger than SLICE_ROWS (one minute holding more rows) runs without the cap.
-SLICE_MEMORY = "128MB"
+# DuckDB's memory (MB) while a slice holds the warehouse, spilling to disk past it. Without a cap
+# its cache of the blocks the slice's queries read grows with the tables, not with the slice.
+# The cap is at least three times the slice's estimated bytes (its sorted events must fit), and
+# a slice over the limits (one minute holding more) runs without it.
+SLICE_MEMORY_MB = 128
+SLICE_MEMORY_PER_BYTE = 3
 # Events more than a day ahead of the run's clock cannot be real; Amplitude would chart them in the future.
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 MAX_PROPERTIES_BYTES = 32_768
@@ -210,8 +214,8 @@ def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -
                 lookback = lookback_start if i == 0 else a
                 w = WindowResult(event_start if event_start != EPOCH else a, event_end if event_end != FAR_FUTURE else b)
                 slices = _slices(wh, lookback, b, event_start, event_end)
-                for k, (s, e, rows) in enumerate(slices):
-                    cap = SLICE_MEMORY if rows <= SLICE_ROWS else None
+                for k, (s, e, rows, size) in enumerate(slices):
+                    cap = _memory_cap(rows, size)
                     with wh.held(memory_limit=cap) if rows >= HOLD_ROWS else contextlib.nullcontext():
                         _absorb(w, _window(config, wh, data_map, run_id, holder, sender, bar, result, a, b, lookback,
                                            s, e, move_watermark and k == len(slices) - 1, dry_run, now))
@@ -296,22 +300,31 @@ def _event_hours(start: dt.datetime, end: dt.datetime):
         a = b
 
 
-def _slices(wh, lookback_start, window_end, event_start, event_end) -> list[tuple[dt.datetime, dt.datetime, int]]:
+def _slices(wh, lookback_start, window_end, event_start, event_end) -> list[tuple[dt.datetime, dt.datetime, int, int]]:
     """The window's event-time range cut at whole minutes into slices of at most about SLICE_ROWS
-    staged rows: (start, end, rows staged in it, an upper bound)."""
+    staged rows and SLICE_BYTES: (start, end, rows staged in it, their estimated bytes), upper bounds."""
     counts = wh.run("sync_slices", {"lookback_start": lookback_start, "window_end": window_end,
                                     "event_start": event_start, "event_end": event_end}).to_pylist()
     total = sum(r["row_count"] for r in counts)
-    if total <= SLICE_ROWS:
-        return [(event_start, event_end, total)]
-    slices, start, rows = [], event_start, 0
+    size = sum(r["text_bytes"] for r in counts)
+    if total <= SLICE_ROWS and size <= SLICE_BYTES:
+        return [(event_start, event_end, total, size)]
+    slices, start, rows, size = [], event_start, 0, 0
     for r in counts:
-        if rows and rows + r["row_count"] > SLICE_ROWS:
-            slices.append((start, r["minute"], rows))
-            start, rows = r["minute"], 0
+        if rows and (rows + r["row_count"] > SLICE_ROWS or size + r["text_bytes"] > SLICE_BYTES):
+            slices.append((start, r["minute"], rows, size))
+            start, rows, size = r["minute"], 0, 0
         rows += r["row_count"]
-    slices.append((start, event_end, rows))
+        size += r["text_bytes"]
+    slices.append((start, event_end, rows, size))
     return slices
+
+
+def _memory_cap(rows: int, size: int) -> str | None:
+    """DuckDB's memory limit for a slice of `rows` rows and `size` estimated bytes (None: no cap)."""
+    if rows > SLICE_ROWS or size > SLICE_BYTES:
+        return None
+    return f"{max(SLICE_MEMORY_MB, -(-size * SLICE_MEMORY_PER_BYTE // 1_000_000))}MB"
 
 
 def _absorb(w: WindowResult, part: WindowResult) -> None:
@@ -352,7 +365,7 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
               "dedup_start": now - dt.timedelta(days=config.dedup_horizon_days), "lanes": config.concurrency}
     dead_rows: list[dict] = []
     bar.total(w.extracted)
-    for batch in wh.stream("sync_extract", params, batch_rows=STREAM_ROWS):
+    for batch in _lane_ordered(wh.stream("sync_extract", params, batch_rows=STREAM_ROWS)):
         bad = pc.is_valid(batch.column("reject_reason"))
         if pc.any(bad).as_py():
             rejected = batch.filter(bad)
@@ -393,8 +406,9 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
         raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {w.accepted}")
     w.check()
     try:
-        wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(), "watermark": b,
-                                 "move_watermark": move_watermark, "name": state.LEASE_NAME, "holder": holder})
+        wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(), "start_time": params["start_time"],
+                                 "watermark": b, "move_watermark": move_watermark, "name": state.LEASE_NAME,
+                                 "holder": holder})
     except WarehouseError:
         state.check_held(wh, holder)  # the fence refused the commit: say so, not the raw engine error
         raise
@@ -405,6 +419,17 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
                 a.isoformat(), b.isoformat(), part, w.extracted, w.accepted,
                 sum(w.filtered.values()), sum(w.rejected.values()))
     return w
+
+
+def _lane_ordered(batches):
+    """The transform's batches (in time order) with each lane's events together, still in time order.
+
+    One id always has one lane, so its events keep their order; a lane's events being contiguous
+    makes every request a plain slice of the batch's buffer rather than a gathered copy.
+    """
+    for batch in batches:
+        # sort_indices is stable: within a lane the events stay in time order.
+        yield batch.take(pc.sort_indices(batch, [("lane", "ascending")]))
 
 
 def _moment(t: dt.datetime, side: str) -> str:

@@ -138,6 +138,7 @@ class DuckDBWarehouse(Warehouse):
         self.path = path
         self.name = Path(path).name if path != ":memory:" else "memory"
         self._memory = None
+        self._capped = False
         if path == ":memory:":
             import duckdb
             self._memory = duckdb.connect(":memory:")
@@ -154,7 +155,14 @@ class DuckDBWarehouse(Warehouse):
         """A DuckDB connection for one operation, waiting while another process holds the file."""
         import duckdb
         if self._memory is not None:
-            yield self._memory
+            try:
+                yield self._memory
+            except BaseException:
+                # The one in-memory connection outlives the operation: a failed transaction must not
+                # stay open on it (a closed file connection rolls back by itself).
+                with contextlib.suppress(duckdb.Error):
+                    self._memory.execute("ROLLBACK")
+                raise
             return
         deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
         delay = 0.02
@@ -192,7 +200,11 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as con:
             if memory_limit:
                 con.execute("SET memory_limit = ?", [memory_limit])
-            yield
+                self._capped = True
+            try:
+                yield
+            finally:
+                self._capped = False
 
     def run(self, query, params=None):
         statements = sqlfiles.duckdb_statements(query)
@@ -203,14 +215,29 @@ class DuckDBWarehouse(Warehouse):
             return rel.to_arrow_table() if rel is not None else pa.table({})
 
     def stream(self, query, params=None, batch_rows=BATCH_ROWS):
+        import duckdb
         statements = sqlfiles.duckdb_statements(query)
+        started = False
         with self.connect() as con, _translate(query):
-            for statement in statements[:-1]:
-                con.execute(statement, _used_params(statement, params))
-            rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
-            for batch in rel.to_arrow_reader(batch_rows):
-                if batch.num_rows:
-                    yield batch
+            try:
+                for statement in statements[:-1]:
+                    con.execute(statement, _used_params(statement, params))
+                rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
+                for batch in rel.to_arrow_reader(batch_rows):
+                    if batch.num_rows:
+                        started = True
+                        yield batch
+                return
+            except duckdb.OutOfMemoryException:
+                # A memory cap set by held() is a bound on the cache, never a reason to fail: the
+                # rows' size decides what a query needs. Lifted (for the rest of the hold), and the
+                # query read again; its statements before the last are reads, so that is safe.
+                if started or not self._capped:
+                    raise
+                logger.warning("%s needs more memory than the slice's cap; lifting the cap", query)
+                con.execute("RESET memory_limit")
+                self._capped = False
+        yield from self.stream(query, params, batch_rows)
 
     def append(self, table, rows):
         check_identifier("table", table)

@@ -270,7 +270,7 @@ SAMPLE_PARAMS = {
     "retries": 0, "limit": 20, "lanes": 4, "min_id_length": 5, "max_properties_bytes": 8192,
     "duration_seconds": 1.5, "move_watermark": True, "blocklist": list(seed.BLOCKLISTED_IDS),
     "steps": ["Event2", "Event3", "Event4"], "active_events": ["Event2", "Event3"], "window_seconds": 604800,
-    "scan_end": t(2024, 1, 9),
+    "scan_end": t(2024, 1, 9), "max_depth": 40, "depth_pattern": r"^[\[{][\]}]$", "flags_depth_pattern": r"^[\[{][\]}]$",
 }
 
 
@@ -299,6 +299,7 @@ def load_known_data(wh) -> None:
     wh.run("schema_seed")
     wh.append("event_logs", rows_table(STAGE_ROWS))
     wh.run("amplitude_events", stage_params(t(2024, 1, 1, 12)))
+    wh.run("lease_acquire", sample_params("lease_acquire"))  # sync_finalize commits for the lease holder only
     ts = pa.timestamp("us", tz="UTC")
     wh.append("ampkit_pending", pa.table({
         "run_id": ["run-1"] * 3, "id": pa.array([2, 3, 4], pa.int64()), "name": ["Event2", "Event3", "Event4"],
@@ -754,3 +755,14 @@ def test_release_without_seed_table_does_nothing(wh):
     wh.ensure_tables()
     seed.release(wh, t(2024, 1, 1))  # no seed_late_arrivals: a real warehouse, nothing to release
     assert wh.columns("seed_late_arrivals") is None
+
+
+def test_finalize_commits_nothing_for_a_run_that_lost_the_lease(wh):
+    """The lease is a fence: sync_finalize's transaction fails, and rolls back, for any other holder."""
+    load_known_data(wh)
+    before = {t: wh.run("summary").to_pylist() for t in ("all",)}
+    pending = wh.run("sync_resolve", sample_params("sync_resolve")).to_pylist()
+    with pytest.raises(WarehouseError, match="lease was lost"):
+        wh.run("sync_finalize", {**sample_params("sync_finalize"), "holder": "a-stalled-run"})
+    assert {t: wh.run("summary").to_pylist() for t in ("all",)} == before
+    assert wh.run("sync_resolve", sample_params("sync_resolve")).to_pylist() == pending

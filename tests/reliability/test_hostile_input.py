@@ -499,3 +499,19 @@ def test_explicit_config_file_that_does_not_exist(tmp_path, cli):
 def test_unknown_warehouse_url(cli):
     code, _, stderr = cli("--warehouse", "postgres://db/events", "sync")
     one_line_error(code, stderr, "postgres://db/events")
+
+
+def test_a_backlog_of_large_rows_is_synced_in_slices_within_memory(wh_url, amp, prefix, rel, caplog):
+    """Rows of ~3.5 KB each (16 properties of 200 characters): slices are cut by bytes as well as
+    rows, so DuckDB's memory cap for a slice always leaves room for its sorted events."""
+    props = "{" + ",".join(f'"p{i}":"{"x" * 200}"' for i in range(16)) + "}"
+    rows = support.spread(prefix, 1, 30_000, NOW - HOUR, NOW, public_argument=props)
+    support.insert(wh_url, rows)
+    caplog.set_level(logging.INFO, logger="ampkit.sync")
+    result = sync.run(support.config(wh_url, amp.url, **{**SETTINGS, "initial_lookback_hours": 2}), progress="none")
+    support.identity(result)
+    assert result.status == "ok" and result.accepted == len(rows), result.to_dict()
+    slices = [r.getMessage() for r in caplog.records if r.getMessage().startswith("window done") and "event_time=" in r.getMessage()]
+    assert len(slices) >= 2, "the backlog was not cut into slices by size"
+    rel.delivered({r["insert_id"] for r in rows}, support.exported(amp.url, prefix), "large rows in slices")
+    assert support.books(wh_url) == []
