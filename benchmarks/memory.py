@@ -28,6 +28,7 @@ def worker(warehouse: str, url: str, slice_rows: int | None = None) -> dict[str,
     from ampkit import sync
     if slice_rows:
         sync.SLICE_ROWS = slice_rows  # only for the ablation that takes slicing back
+        sync.SLICE_BYTES = 10**15
     started = time.perf_counter()
     result = sync.run(config(duck_url(warehouse), url), progress="none")
     seconds = time.perf_counter() - started

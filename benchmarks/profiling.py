@@ -161,13 +161,18 @@ def extract_sql(seeded: Seeded, workdir: Path) -> dict[str, Any]:
 
 
 def sync_without(seeded: Seeded, workdir: Path, what: str) -> dict[str, Any]:
-    """One ampkit sync with one optimisation taken back: `slices` (one window at once) or `held`."""
+    """One ampkit sync with one optimisation taken back: `slices` (one window at once) or `held`;
+    or `sending` made free (every event "accepted" at once, no HTTP): what the warehouse side
+    alone allows, the ceiling of any tuning of the sender."""
     path = fresh_copy(seeded.path, workdir, "ablation.duckdb")
     with contextlib.ExitStack() as stack:
         if what == "slices":
             stack.enter_context(_patched(sync, "SLICE_ROWS", 10**12))
+            stack.enter_context(_patched(sync, "SLICE_BYTES", 10**15))
         elif what == "held":
             stack.enter_context(_patched(warehouses.DuckDBWarehouse, "held", lambda self, **_: contextlib.nullcontext()))
+        elif what == "sending":
+            stack.enter_context(_patched(senders.Sender, "send", lambda self, chunk: senders.SendResult(accepted=len(chunk))))
         with sandbox(workdir) as box:
             with Timed(box.pid) as timed:
                 result = sync.run(config(duck_url(path), box.url, gzip=False), progress="none")

@@ -236,5 +236,9 @@ def details(results: dict[str, Any]) -> list[str]:
                    f"({n(pr['without_slices']['rows_per_s'])} rows/s); peak RSS {n(pr['memory_without_slices']['vmhwm_mb'])} MB")
         out.append(f"- sync without holding the warehouse open per slice (a file open + checkpoint per query): "
                    f"{n(pr['without_held']['seconds'], 1)} s ({n(pr['without_held']['rows_per_s'])} rows/s)")
+        if "without_sending" in pr:
+            out.append(f"- sync with sending made free (every event accepted at once, no HTTP, no sandbox): "
+                       f"{n(pr['without_sending']['seconds'], 1)} s ({n(pr['without_sending']['rows_per_s'])} rows/s), "
+                       "the most any tuning of the sender could give")
         out.append("")
     return out

@@ -175,7 +175,7 @@ def run_sections(plan: dict[str, Any], only: set[str], workdir: Path) -> dict[st
         import profiling as prof
         seeded = common.seeded_warehouse(plan["profile_rows"], workdir, cache)
         out = {"rows": seeded.staged, "phases": prof.phases(seeded, workdir), "extract_sql": prof.extract_sql(seeded, workdir)}
-        for what in ("slices", "held"):
+        for what in ("slices", "held", "sending"):
             out[f"without_{what}"] = prof.sync_without(seeded, workdir, what)
             log(f"ablation: sync without {what}: {out[f'without_{what}']['seconds']:.1f}s")
         # Memory without slices: one worker over the whole backlog as one window.
