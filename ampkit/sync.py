@@ -357,12 +357,7 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     for warning in result.warnings[-len(keys):] if keys else []:
         logger.warning("data map: %s", warning)
     state.write_rules(wh, run_id, decisions)
-    params = {"run_id": run_id, "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
-              "min_id_length": config.min_id_length, "blocklist": list(amplitude.BLOCKLISTED_IDS),
-              "future_limit": now + FUTURE_TOLERANCE, "max_properties_bytes": MAX_PROPERTIES_BYTES,
-              "max_depth": MAX_PROPERTIES_DEPTH, "depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH),
-              "flags_depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH - 1),
-              "dedup_start": now - dt.timedelta(days=config.dedup_horizon_days), "lanes": config.concurrency}
+    params = extract_params(config, run_id, now)
     dead_rows: list[dict] = []
     bar.total(w.extracted)
     for batch in _lane_ordered(wh.stream("sync_extract", params, batch_rows=STREAM_ROWS)):
@@ -419,6 +414,16 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
                 a.isoformat(), b.isoformat(), part, w.extracted, w.accepted,
                 sum(w.filtered.values()), sum(w.rejected.values()))
     return w
+
+
+def extract_params(config: Config, run_id: str, now: dt.datetime) -> dict:
+    """The parameters of sync_extract.sql (and of sync_resolve.sql's start_time) for one run (pure)."""
+    return {"run_id": run_id, "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
+            "min_id_length": config.min_id_length, "blocklist": list(amplitude.BLOCKLISTED_IDS),
+            "future_limit": now + FUTURE_TOLERANCE, "max_properties_bytes": MAX_PROPERTIES_BYTES,
+            "max_depth": MAX_PROPERTIES_DEPTH, "depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH),
+            "flags_depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH - 1),
+            "dedup_start": now - dt.timedelta(days=config.dedup_horizon_days), "lanes": config.concurrency}
 
 
 def _lane_ordered(batches):

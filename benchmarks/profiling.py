@@ -17,7 +17,7 @@ from typing import Any
 
 from common import NOW, Seeded, Timed, config, cpu_seconds_of, duck_url, fresh_copy, log, sandbox
 
-from ampkit import amplitude, sender as senders, sql as sqlfiles, state, sync, warehouse as warehouses  # noqa: E402
+from ampkit import sender as senders, sql as sqlfiles, state, sync, warehouse as warehouses  # noqa: E402
 
 # recon_looker.sql before it counted per 15-minute bucket (one time-zone conversion per row).
 RECON_LOOKER_PER_ROW = """
@@ -134,9 +134,7 @@ def extract_sql(seeded: Seeded, workdir: Path) -> dict[str, Any]:
         keys = wh.run("sync_keys", {"run_id": run_id}).to_pylist()
         state.write_rules(wh, run_id, [(r["name"], r["source"], *(lambda d: (d.action, d.rule, d.reason))(
             data_map.decide(r["name"] or "", r["source"]))) for r in keys])
-    params = {"run_id": run_id, "start_time": dt.datetime(2020, 12, 1, tzinfo=dt.timezone.utc), "min_id_length": 5,
-              "blocklist": list(amplitude.BLOCKLISTED_IDS), "future_limit": NOW + dt.timedelta(days=1),
-              "max_properties_bytes": sync.MAX_PROPERTIES_BYTES, "dedup_start": NOW - dt.timedelta(days=7), "lanes": 4}
+    params = sync.extract_params(config(duck_url(path), "http://127.0.0.1:9"), run_id, NOW)
     shipped = sqlfiles.duckdb_statements("sync_extract")[-1]
     variants = {"as shipped": shipped}
     plain_try = re.sub(r"CASE WHEN JSON_VALID\((?P<x>.+?)\) THEN TRY\(JSON\((?P=x)\)\) END", r"TRY(JSON(\g<x>))", shipped)

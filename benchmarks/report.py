@@ -105,6 +105,8 @@ def render(info: dict[str, Any], plan: dict[str, Any], results: dict[str, Any], 
            goals: dict[str, float]) -> tuple[str, str]:
     summary = table(summary_rows(results, goals, quick))
     out = [f"# ampkit benchmark results{' (quick mode)' if quick else ''}", ""]
+    if results.get("failed_sections"):
+        out += [f"**Sections that failed in this run** (figures missing): {', '.join(results['failed_sections'])}.", ""]
     out.append(f"Produced by `./run bench{' --quick' if quick else ''}` (`python benchmarks/run.py"
                f"{' --quick' if quick else ''}`) on {info['date']} in {info['seconds'] / 60:.1f} minutes.")
     out.append("")

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,13 @@ def run_sections(plan: dict[str, Any], only: set[str], workdir: Path) -> dict[st
             return
         log(f"== {name}")
         started = time.perf_counter()
-        results[name] = fn()
+        try:
+            results[name] = fn()
+        except Exception:
+            # One broken section must not throw away the others' half hour of measurements.
+            log(f"section {name} failed:\n{traceback.format_exc()}")
+            results.setdefault("failed_sections", []).append(name)
+            return
         results[name]["section_seconds"] = time.perf_counter() - started
 
     def seeding_section():
@@ -221,6 +228,9 @@ def main() -> int:
                                               default=str, indent=1))
     print(table)
     print(f"\nwritten to {args.output} in {info['seconds']:.0f}s")
+    if results.get("failed_sections"):
+        print(f"failed sections: {', '.join(results['failed_sections'])} (see the log above)", file=sys.stderr)
+        return 1
     return 0
 
 
