@@ -116,14 +116,7 @@ class SyncResult:
         self.windows.append(w)
         self.window_start = self.window_start or w.window_start
         self.window_end = w.window_end
-        self.extracted += w.extracted
-        self.sent += w.sent
-        self.accepted += w.accepted
-        self.requests += w.requests
-        self.retries += w.retries
-        for src, dst in ((w.filtered, self.filtered), (w.rejected, self.rejected)):
-            for k, v in src.items():
-                dst[k] = dst.get(k, 0) + v
+        _absorb(self, w)
 
     def to_dict(self, details: bool = True) -> dict[str, Any]:
         """Plain JSON-able values; per-window details nested when there are several windows."""
@@ -327,8 +320,8 @@ def _memory_cap(rows: int, size: int) -> str | None:
     return f"{max(SLICE_MEMORY_MB, -(-size * SLICE_MEMORY_PER_BYTE // 1_000_000))}MB"
 
 
-def _absorb(w: WindowResult, part: WindowResult) -> None:
-    """Add the counts of one slice of a window to the window's."""
+def _absorb(w: "WindowResult | SyncResult", part: WindowResult) -> None:
+    """Add the counts of `part` (a slice of a window, or a window of a run) to `w`'s."""
     w.extracted += part.extracted
     w.sent += part.sent
     w.accepted += part.accepted

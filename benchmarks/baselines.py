@@ -171,8 +171,10 @@ def _counting(iterable, counter: list[int]):
         yield item
 
 
-def floor(url: str, bodies: list[bytes], threads: int) -> dict[str, Any]:
-    """Post ready-made bodies over `threads` keep-alive sessions; every answer must be a 200."""
+def floor(url: str, bodies: list[bytes], threads: int, gzipped: bool = False) -> dict[str, Any]:
+    """Post ready-made bodies (already gzipped when `gzipped`) over `threads` keep-alive sessions;
+    every answer must be a 200."""
+    headers = {"Content-Type": "application/json", **({"Content-Encoding": "gzip"} if gzipped else {})}
     lock = threading.Lock()
     state = {"next": 0, "accepted": 0, "errors": []}
 
@@ -184,7 +186,7 @@ def floor(url: str, bodies: list[bytes], threads: int) -> dict[str, Any]:
                         return
                     body = bodies[state["next"]]
                     state["next"] += 1
-                response = session.post(url + "/batch", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+                response = session.post(url + "/batch", data=body, headers=headers, timeout=60)
                 with lock:
                     if response.status_code == 200:
                         state["accepted"] += response.json()["events_ingested"]
@@ -197,5 +199,5 @@ def floor(url: str, bodies: list[bytes], threads: int) -> dict[str, Any]:
     for thread in pool:
         thread.join()
     if state["errors"]:
-        raise RuntimeError(f"floor: {state['errors'][:3]}")
+        raise RuntimeError(f"{'gzip ' if gzipped else ''}floor: {state['errors'][:3]}")
     return {"accepted": state["accepted"], "requests": len(bodies)}

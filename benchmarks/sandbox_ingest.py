@@ -32,6 +32,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from ampkit.sandbox import SandboxConfig, spawn  # noqa: E402
+from common import busy_cpu_seconds, cpu_seconds_of  # noqa: E402  (benchmarks/common.py)
 
 API_KEY = "benchmark-api-key"
 SECRET_KEY = "benchmark-secret-key"
@@ -91,20 +92,6 @@ def post_all(url: str, bodies: list[bytes], threads: int) -> tuple[float, int, l
     for thread in pool:
         thread.join()
     return time.perf_counter() - started, ingested[0], errors
-
-
-def cpu_seconds_of(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_cpu_seconds() -> float:
-    """CPU time spent by the whole machine (all processes, all cores) so far."""
-    with open("/proc/stat") as handle:
-        ticks = [int(v) for v in handle.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:

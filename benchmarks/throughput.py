@@ -60,47 +60,10 @@ def run_ampkit(seeded: Seeded, workdir: Path, gzip: bool) -> dict[str, Any]:
 def run_floor(seeded: Seeded, workdir: Path, bodies: list[bytes], threads: int, compressed: bool) -> dict[str, Any]:
     with sandbox(workdir) as box:
         url = box.url
-        if compressed:
-            posted = _post_gzip
-        else:
-            posted = baselines.floor
         with Timed(box.pid) as timed:
-            out = posted(url, bodies, threads)
+            out = baselines.floor(url, bodies, threads, gzipped=compressed)
     return {"rows": seeded.staged, "accepted": out["accepted"], "seconds": timed.seconds, "other_cpu": timed.other_cpu,
             "requests": out["requests"], "threads": threads}
-
-
-def _post_gzip(url: str, bodies: list[bytes], threads: int) -> dict[str, Any]:
-    import threading
-
-    import requests
-    lock = threading.Lock()
-    state = {"next": 0, "accepted": 0, "errors": []}
-
-    def worker() -> None:
-        with requests.Session() as session:
-            while True:
-                with lock:
-                    if state["next"] >= len(bodies):
-                        return
-                    body = bodies[state["next"]]
-                    state["next"] += 1
-                response = session.post(url + "/batch", data=body, timeout=60,
-                                        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
-                with lock:
-                    if response.status_code == 200:
-                        state["accepted"] += response.json()["events_ingested"]
-                    else:
-                        state["errors"].append(f"{response.status_code} {response.text[:200]}")
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    if state["errors"]:
-        raise RuntimeError(f"gzip floor: {state['errors'][:3]}")
-    return {"accepted": state["accepted"], "requests": len(bodies)}
 
 
 def run_naive(seeded: Seeded, workdir: Path) -> dict[str, Any]:
