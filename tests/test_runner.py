@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -99,11 +100,22 @@ def test_outer_timeout_kills_the_run(kernel_env, sandbox):
 
 def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, monkeypatch):
     monkeypatch.setenv("AMPKIT_NOW", NOW.isoformat())
-    monkeypatch.setenv("AMPKIT_MAX_EVENTS_PER_REQUEST", "100")
-    # Slow answers keep the first run busy well past the second one's kernel start (a few seconds).
-    sandbox.control.inject("/batch", kind="delay", delay_seconds=1.0, share=1.0)
-    procs = [subprocess.Popen([sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync", "--no-report"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    monkeypatch.setenv("AMPKIT_MAX_EVENTS_PER_REQUEST", "2000")
+    # Slow answers keep the first run busy well past the second one's kernel start (a few seconds);
+    # the second starts once the first holds the lease, so how fast either kernel starts cannot
+    # decide the outcome.
+    sandbox.control.inject("/batch", kind="delay", delay_seconds=8.0, share=1.0)
+    command = [sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync", "--no-report"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)]
+    deadline = time.monotonic() + 120
+    while True:
+        with warehouses.open(seeded) as wh:
+            wh.ensure_tables()
+            if wh.run("lease_holder", {"name": state.LEASE_NAME}).num_rows:
+                break
+        assert time.monotonic() < deadline and procs[0].poll() is None, "the first run never took the lease"
+        time.sleep(0.05)
+    procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     codes = [p.wait(timeout=300) for p in procs]
     assert codes == [0, 0], [p.stdout.read().decode()[-2000:] for p in procs]
     with warehouses.open(seeded) as wh:
