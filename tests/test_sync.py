@@ -109,6 +109,8 @@ def test_faults_at_20_percent_deliver_everything_once(seeded, make_config, sandb
     path = "/batch" if endpoint == "batch" else "/2/httpapi"
     share = 0.20 / 9
     c = sandbox.control
+    # One certain 503 first, so the retry path runs even when the random shares spare a short run.
+    c.inject(path, status=503, count=1)
     c.inject(path, status=429, share=share, throttled="first")
     c.inject(path, status=413, share=share)
     for status in (500, 502, 503, 504):
