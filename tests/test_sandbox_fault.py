@@ -1,6 +1,7 @@
 """The sandbox's control API: injected faults of every kind, the clock, stats, and stored events."""
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -216,3 +217,21 @@ def test_reset_clears_events_faults_and_clock(sb):
 def test_control_client_reports_an_unreachable_sandbox():
     with pytest.raises(AmpkitError, match="failed"):
         Control("http://127.0.0.1:9", timeout_seconds=2).health()
+
+
+def test_clearing_faults_ends_delays_in_progress_and_the_released_resends_store_once(sb):
+    sb.control.inject("/batch", kind="delay", delay_seconds=60, share=1.0)
+    batch = events("a0001", "a0002", "a0003")
+    answers = []
+    # A client that timed out and resent the same events: every copy is in flight when released.
+    senders = [threading.Thread(target=lambda: answers.append(post(sb, batch=batch, timeout=30).status_code))
+               for _ in range(6)]
+    for t in senders:
+        t.start()
+    time.sleep(1.0)
+    assert answers == [], "a delayed request answered before the faults were cleared"
+    sb.control.clear_faults()
+    for t in senders:
+        t.join(timeout=20)
+    assert answers == [200] * 6
+    assert stored(sb) == 3

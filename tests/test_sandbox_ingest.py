@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ampkit.errors import ConfigError
+from ampkit.sandbox.dedup import DedupIndex
 from ampkit.sandbox import SandboxConfig, start
 from ampkit.sandbox import ingest as ingest_module
 from ampkit.sandbox.service import Request, Service
@@ -297,6 +298,13 @@ def test_insert_id_dedup_per_device_for_seven_days(http, sb):
     stats = sb.control.stats()
     assert stats["events_in_store"] == 3
     assert stats["duplicates_dropped"] == 2
+
+
+def test_dedup_key_admitted_by_a_request_that_read_the_clock_later_is_still_a_duplicate():
+    index = DedupIndex(window_ms=7 * 24 * 3600 * 1000)
+    assert index.admit(["d\x1fi"], now_ms=T0 + 1) == ([], ["d\x1fi"])
+    # This request read the clock first but reached the ingest lock second.
+    assert index.admit(["d\x1fi"], now_ms=T0) == ([0], [])
 
 
 def test_dedup_inside_one_request_and_for_user_only_events(http, sb):

@@ -46,7 +46,9 @@ class DedupIndex:
             if key is None:
                 continue
             first = seen.get(key)
-            if first is not None and 0 <= now_ms - first < window:
+            # A key first seen "after" now is a duplicate too: concurrent requests read the clock
+            # before taking the ingest lock, so the later reading may be admitted first.
+            if first is not None and now_ms - first < window:
                 duplicates.append(index)
                 continue
             seen[key] = now_ms
@@ -76,4 +78,4 @@ class DedupIndex:
             return
         self._last_prune_ms = now_ms
         cutoff = now_ms - self._window_ms
-        self._seen = {k: t for k, t in self._seen.items() if cutoff < t <= now_ms}
+        self._seen = {k: t for k, t in self._seen.items() if cutoff < t}

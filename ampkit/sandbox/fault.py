@@ -76,6 +76,7 @@ class FaultPlan:
     seed: int | None = None
     _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cleared: threading.Event = field(default_factory=threading.Event)
     _next_id: int = 1
 
     def __post_init__(self) -> None:
@@ -150,8 +151,17 @@ class FaultPlan:
         return None
 
     def clear(self) -> None:
+        """Remove every fault; requests sleeping in an injected delay answer at once."""
         with self._lock:
             self._faults.clear()
+            self._cleared.set()
+            self._cleared = threading.Event()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep an injected delay, cut short when the faults are cleared (a test's gate)."""
+        with self._lock:
+            cleared = self._cleared
+        cleared.wait(seconds)
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:

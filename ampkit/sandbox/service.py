@@ -98,7 +98,7 @@ class Service:
         if fault is None:
             return self._route(request)
         if fault.delay_seconds and request.path not in DASHBOARD_PATHS:
-            time.sleep(fault.delay_seconds)
+            self.faults.pause(fault.delay_seconds)
         if fault.kind == "delay":
             return self._route(request, fault.delay_seconds)
         if not fault.after_ingest:
@@ -263,7 +263,7 @@ class Service:
             return refused
         try:
             if hold_seconds:
-                time.sleep(hold_seconds)  # an injected delay occupies its concurrency slot
+                self.faults.pause(hold_seconds)  # an injected delay occupies its concurrency slot
             if path == "/api/2/events/list":
                 return self._events_list(project, budget)
             return self._segmentation(project, params, budget)
