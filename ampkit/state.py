@@ -48,8 +48,9 @@ def wall_clock() -> dt.datetime:
 def acquire(warehouse, holder: str, seconds: int) -> None:
     """Take the lease for `seconds` (I/O); raises LockedError naming the live holder."""
     now = wall_clock()
+    expires_at = now + dt.timedelta(seconds=seconds)
     table = warehouse.run("lease_acquire", {"name": LEASE_NAME, "holder": holder, "now": now,
-                                            "expires_at": now + dt.timedelta(seconds=seconds)})
+                                            "expires_at": expires_at})
     rows = table.to_pylist()
     if rows and rows[0]["holder"] != holder and is_dead(rows[0]["holder"]):
         logger.warning("lease holder %s is gone; taking over", rows[0]["holder"])
@@ -59,6 +60,7 @@ def acquire(warehouse, holder: str, seconds: int) -> None:
         current = rows[0] if rows else {"holder": "unknown", "expires_at": None}
         raise LockedError(f"another sync holds the lease ({current['holder']}, until {current['expires_at']})",
                           current["holder"], current["expires_at"])
+    warehouse.note_lease(LEASE_NAME, holder, expires_at)
 
 
 def renew(warehouse, holder: str, seconds: int) -> None:
@@ -67,10 +69,11 @@ def renew(warehouse, holder: str, seconds: int) -> None:
     A run that stalled past its lease (a GC pause, a stopped VM) must stop rather than record
     a window the run that took over is sending too.
     """
-    rows = warehouse.run("lease_renew", {"name": LEASE_NAME, "holder": holder,
-                                         "expires_at": wall_clock() + dt.timedelta(seconds=seconds)}).to_pylist()
+    expires_at = wall_clock() + dt.timedelta(seconds=seconds)
+    rows = warehouse.run("lease_renew", {"name": LEASE_NAME, "holder": holder, "expires_at": expires_at}).to_pylist()
     if not rows or rows[0]["holder"] != holder:
         lost(rows[0] if rows else None)
+    warehouse.note_lease(LEASE_NAME, holder, expires_at)
 
 
 def lost(current: dict | None) -> None:

@@ -176,22 +176,33 @@ def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -
     started = time.monotonic()
     now = config.clock()
     data_map = datamaps.load(config.data_map or None)
-    wh.ensure_tables()
-    wh.check_table("amplitude_events")
     run_id = state.new_run_id(now)
     holder = state.holder_name(run_id)
     mode = "dry_run" if dry_run else ("backfill" if start else "sync")
     record = state.RunRecord(run_id, now, mode=mode, data_map_version=data_map.version, notebook_path=notebook_path)
     result = SyncResult("ok", run_id, data_map_version=data_map.version)
-    try:
-        state.acquire(wh, holder, config.lease_seconds)
-    except LockedError as exc:
-        logger.warning("skipped: %s", exc)
-        record.status, record.error = "skipped_locked", str(exc)
-        record.finished_at = now
-        state.record_run(wh, record)
-        result.status, result.error = "skipped_locked", str(exc)
-        return result
+    with contextlib.ExitStack() as stack:
+        try:
+            # Before touching the warehouse: a DuckDB file answers nothing while another run has it.
+            stack.enter_context(wh.exclusive(state.LEASE_NAME, holder))
+            wh.ensure_tables()
+            wh.check_table("amplitude_events")
+            state.acquire(wh, holder, config.lease_seconds)
+        except LockedError as exc:
+            logger.warning("skipped: %s", exc)
+            record.status, record.error = "skipped_locked", str(exc)
+            record.finished_at = now
+            wh.ensure_tables()
+            state.record_run(wh, record)
+            result.status, result.error = "skipped_locked", str(exc)
+            return result
+        return _leased(config, wh, data_map, run_id, holder, record, result, started, now, start, end,
+                       dry_run, force, yes, progress)
+
+
+def _leased(config, wh, data_map, run_id, holder, record, result, started, now, start, end, dry_run, force, yes,
+            progress) -> SyncResult:
+    """The run once it holds the lease: send the windows, record the run, give the lease back."""
     try:
         state.start_run(wh, record)
         windows, lookback_start, move_watermark = _plan(config, wh, now, start, end, force, yes)

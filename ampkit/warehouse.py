@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import io
 import logging
 import re
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pyarrow as pa
 
 from ampkit import sql as sqlfiles
-from ampkit.errors import ConfigError, SchemaError, WarehouseError
+from ampkit.errors import ConfigError, LockedError, SchemaError, WarehouseError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ def check_identifier(kind: str, value: str, pattern: re.Pattern = TABLE_PATTERN)
     if not isinstance(value, str) or not pattern.fullmatch(value):  # fullmatch: `$` alone lets "name\n" through
         raise ConfigError(f"{kind} name {value!r} is not valid (letters, digits and _ only)")
     return value
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def open(url: str, **options: Any) -> "Warehouse":  # noqa: A001 - the verb of this module
@@ -99,6 +107,18 @@ class Warehouse:
         """Keep the warehouse open across the operations inside (a no-op where opening is free)."""
         yield
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str, holder: str):
+        """Hold the process-level lock `name` meanwhile, or raise LockedError at once (I/O).
+
+        Only where the warehouse itself cannot answer while another process works (a DuckDB
+        file); elsewhere the lease table alone decides.
+        """
+        yield
+
+    def note_lease(self, name: str, holder: str, expires_at: dt.datetime) -> None:
+        """Tell the lock `name` (see exclusive) when `holder`'s lease expires (I/O)."""
+
     def __enter__(self):
         return self
 
@@ -139,6 +159,7 @@ class DuckDBWarehouse(Warehouse):
         self.name = Path(path).name if path != ":memory:" else "memory"
         self._memory = None
         self._capped = False
+        self._locks: dict[str, Any] = {}
         if path == ":memory:":
             import duckdb
             self._memory = duckdb.connect(":memory:")
@@ -205,6 +226,51 @@ class DuckDBWarehouse(Warehouse):
                 yield
             finally:
                 self._capped = False
+
+    @contextlib.contextmanager
+    def exclusive(self, name, holder):
+        # A DuckDB file is locked by whichever process has it open, the sync included while it
+        # streams a slice to Amplitude; a second sync waiting for the file to read the lease
+        # table could run after the first instead of skipping. An OS lock beside the file
+        # answers at once, and the OS drops it when its process dies.
+        if self._memory is not None:
+            yield
+            return
+        check_identifier("lock", name)
+        with Path(f"{self.path}.{name}.lock").open("a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                other, _, until = f.read().strip().partition("\n")
+                expires = _parse_time(until)
+                if expires is None or expires > dt.datetime.now(dt.timezone.utc):
+                    raise LockedError(f"another sync holds the lease ({other or 'starting'}, until {until or 'unknown'})",
+                                      other, expires) from None
+                # Alive but stalled past its lease: the lease table decides, as on any warehouse.
+                logger.warning("lock holder %s stalled past its lease (%s); asking the lease table", other, until)
+                yield
+                return
+            self._locks[name] = f
+            try:
+                self._write_lock(f, holder, None)
+                yield
+            finally:
+                del self._locks[name]
+                f.truncate(0)
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def note_lease(self, name, holder, expires_at):
+        f = self._locks.get(name)
+        if f is not None:
+            self._write_lock(f, holder, expires_at)
+
+    @staticmethod
+    def _write_lock(f, holder: str, expires_at: dt.datetime | None) -> None:
+        f.seek(0)
+        f.truncate()
+        f.write(holder + ("\n" + expires_at.isoformat() if expires_at else ""))
+        f.flush()
 
     def run(self, query, params=None):
         statements = sqlfiles.duckdb_statements(query)

@@ -100,27 +100,32 @@ def test_outer_timeout_kills_the_run(kernel_env, sandbox):
 
 def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, monkeypatch):
     monkeypatch.setenv("AMPKIT_NOW", NOW.isoformat())
-    monkeypatch.setenv("AMPKIT_MAX_EVENTS_PER_REQUEST", "2000")
-    # Slow answers keep the first run busy well past the second one's kernel start (a few seconds);
-    # the second starts once the first holds the lease, so how fast either kernel starts cannot
-    # decide the outcome.
-    sandbox.control.inject("/batch", kind="delay", delay_seconds=8.0, share=1.0)
+    # The first run's requests are held by the sandbox until the second run has decided, so how
+    # fast either kernel starts cannot change the outcome.
+    sandbox.control.inject("/batch", kind="delay", delay_seconds=300, share=1.0)
     command = [sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync", "--no-report"]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)]
-    deadline = time.monotonic() + 120
-    while True:
-        with warehouses.open(seeded) as wh:
-            wh.ensure_tables()
-            if wh.run("lease_holder", {"name": state.LEASE_NAME}).num_rows:
+    lock = Path(seeded.removeprefix("duckdb:///") + f".{state.LEASE_NAME}.lock")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text().strip()):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lease"
+            time.sleep(0.05)
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = []
+        for line in second.stdout:
+            seen.append(line)
+            if "skipped: another sync holds the lease" in line:
                 break
-        assert time.monotonic() < deadline and procs[0].poll() is None, "the first run never took the lease"
-        time.sleep(0.05)
-    procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    codes = [p.wait(timeout=300) for p in procs]
-    assert codes == [0, 0], [p.stdout.read().decode()[-2000:] for p in procs]
+        assert any("skipped" in line for line in seen), "".join(seen)[-2000:]
+    finally:
+        sandbox.control.clear_faults()
+    outputs_ = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], [o[-2000:] for o in outputs_]
     with warehouses.open(seeded) as wh:
         statuses = sorted(r["status"] for r in state.runs(wh, 5))
     assert statuses == ["ok", "skipped_locked"]
+    assert not lock.read_text(), "the lock file still names a holder after the run"
 
 
 def test_secret_looking_parameters_are_refused(kernel_env, tmp_path):

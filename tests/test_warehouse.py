@@ -7,6 +7,8 @@ import csv
 import datetime as dt
 import itertools
 import statistics
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from importlib import resources
 from pathlib import Path
@@ -21,7 +23,7 @@ from ampkit import sql as sqlfiles
 from ampkit import warehouse
 from ampkit.config import Config
 from ampkit import config as configmod
-from ampkit.errors import ConfigError, SchemaError, WarehouseError
+from ampkit.errors import ConfigError, LockedError, SchemaError, WarehouseError
 from ampkit.warehouse import EVENT_COLUMNS, TABLES, DuckDBWarehouse, BigQueryWarehouse
 
 UTC = dt.timezone.utc
@@ -766,3 +768,52 @@ def test_finalize_commits_nothing_for_a_run_that_lost_the_lease(wh):
         wh.run("sync_finalize", {**sample_params("sync_finalize"), "holder": "a-stalled-run"})
     assert {t: wh.run("summary").to_pylist() for t in ("all",)} == before
     assert wh.run("sync_resolve", sample_params("sync_resolve")).to_pylist() == pending
+
+
+def test_exclusive_lock_refuses_a_second_holder_at_once_and_names_the_first(tmp_path):
+    url = f"duckdb:///{tmp_path}/w.duckdb"
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    with warehouse.open(url) as a, warehouse.open(url) as b:
+        with a.exclusive("hourly_sync", "run-a@host:1"), a.held():
+            a.note_lease("hourly_sync", "run-a@host:1", soon)
+            # `a` holds the DuckDB file too: the refusal must not wait for it.
+            with pytest.raises(LockedError, match="run-a@host:1") as caught:
+                with b.exclusive("hourly_sync", "run-b@host:2"):
+                    pass
+            assert caught.value.expires_at == soon
+        with b.exclusive("hourly_sync", "run-b@host:2"):
+            assert Path(f"{tmp_path}/w.duckdb.hourly_sync.lock").read_text() == "run-b@host:2"
+        assert Path(f"{tmp_path}/w.duckdb.hourly_sync.lock").read_text() == ""
+
+
+def test_exclusive_lock_of_a_holder_stalled_past_its_lease_defers_to_the_lease_table(tmp_path):
+    url = f"duckdb:///{tmp_path}/w.duckdb"
+    with warehouse.open(url) as a, warehouse.open(url) as b:
+        with a.exclusive("hourly_sync", "run-a@host:1"):
+            a.note_lease("hourly_sync", "run-a@host:1", dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
+            with b.exclusive("hourly_sync", "run-b@host:2"):
+                pass  # not refused: the lease table (expired there too) lets it take over
+
+
+def test_exclusive_lock_dies_with_its_process(tmp_path):
+    url = f"duckdb:///{tmp_path}/w.duckdb"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom ampkit import warehouse\n"
+        f"with warehouse.open({url!r}).exclusive('hourly_sync', 'child'):\n"
+        "    print('held', flush=True)\n    time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with warehouse.open(url) as wh, pytest.raises(LockedError, match="child"):
+            with wh.exclusive("hourly_sync", "parent"):
+                pass
+    finally:
+        child.kill()
+        child.wait()
+    with warehouse.open(url) as wh, wh.exclusive("hourly_sync", "parent"):
+        pass
+
+
+def test_exclusive_lock_is_free_where_the_warehouse_answers_concurrently():
+    with warehouse.open("duckdb://:memory:") as a:
+        with a.exclusive("hourly_sync", "one"), a.exclusive("hourly_sync", "two"):
+            pass
