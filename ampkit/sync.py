@@ -39,8 +39,8 @@ SLICE_ROWS = 100_000
 SLICE_BYTES = 50_000_000
 # A slice of at least this many rows keeps the warehouse open while it is synced (`Warehouse.held`:
 # one open and checkpoint instead of one per query). Smaller windows, the usual hourly run, let
-# go of it between queries, so other processes (a notebook, a second run finding the lease
-# taken) get in as often as they can.
+# go of it between queries and are read whole before sending, so other processes (a notebook,
+# `ampkit status`) get in as often as they can.
 HOLD_ROWS = 10_000
 # DuckDB's memory (MB) while a slice holds the warehouse, spilling to disk past it. Without a cap
 # its cache of the blocks the slice's queries read grows with the tables, not with the slice.
@@ -220,9 +220,10 @@ def _leased(config, wh, data_map, run_id, holder, record, result, started, now, 
                 slices = _slices(wh, lookback, b, event_start, event_end)
                 for k, (s, e, rows, size) in enumerate(slices):
                     cap = _memory_cap(rows, size)
-                    with wh.held(memory_limit=cap) if rows >= HOLD_ROWS else contextlib.nullcontext():
+                    small = rows < HOLD_ROWS
+                    with contextlib.nullcontext() if small else wh.held(memory_limit=cap):
                         _absorb(w, _window(config, wh, data_map, run_id, holder, sender, bar, result, a, b, lookback,
-                                           s, e, move_watermark and k == len(slices) - 1, dry_run, now))
+                                           s, e, move_watermark and k == len(slices) - 1, dry_run, now, small))
                 result.add(w)
                 record.window_start, record.window_end = result.window_start, result.window_end
         finally:
@@ -344,7 +345,7 @@ def _absorb(w: "WindowResult | SyncResult", part: WindowResult) -> None:
 
 
 def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResult, a, b, lookback_start,
-            event_start, event_end, move_watermark, dry_run, now) -> WindowResult:
+            event_start, event_end, move_watermark, dry_run, now, small=False) -> WindowResult:
     w = WindowResult(event_start if event_start != EPOCH else a, event_end if event_end != FAR_FUTURE else b)
     w.extracted = int(wh.run("sync_snapshot", {
         "run_id": run_id, "lookback_start": lookback_start, "window_end": b,
@@ -364,7 +365,12 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     params = extract_params(config, run_id, now)
     dead_rows: list[dict] = []
     bar.total(w.extracted)
-    for batch in _lane_ordered(wh.stream("sync_extract", params, batch_rows=STREAM_ROWS)):
+    batches = wh.stream("sync_extract", params, batch_rows=STREAM_ROWS)
+    if small:
+        # A small slice is read whole first: a DuckDB file stays locked while it is streamed, and
+        # Amplitude may take minutes to answer (a 429 hold), which other processes should not wait out.
+        batches = list(batches)
+    for batch in _lane_ordered(batches):
         bad = pc.is_valid(batch.column("reject_reason"))
         if pc.any(bad).as_py():
             rejected = batch.filter(bad)

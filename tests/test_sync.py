@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from ampkit import dashboard, stage, state, sync, warehouse as warehouses
-from ampkit.errors import SyncError
+from ampkit.errors import SyncError, WarehouseError
 from ampkit.sandbox import SandboxConfig, start
 
 from conftest import API_KEY, NOW, SECRET_KEY, fill
@@ -205,6 +205,40 @@ def test_two_concurrent_runs_never_both_send(seeded, make_config):
     with warehouses.open(seeded) as wh:
         assert "skipped_locked" in {r["status"] for r in state.runs(wh, 10)}
     assert_exactly_once(cfg, seeded)
+
+
+def test_an_hourly_run_held_up_by_amplitude_leaves_the_duckdb_file_to_others(seeded, sandbox, monkeypatch):
+    monkeypatch.setenv("AMPKIT_WAREHOUSE", seeded)
+    monkeypatch.setenv("AMPKIT_AMPLITUDE_URL", sandbox.url)
+    monkeypatch.setenv("AMPKIT_NOW", NOW.isoformat())
+    monkeypatch.setenv("AMPKIT_SETTLE_SECONDS", "0")
+    sandbox.control.inject("/batch", kind="delay", delay_seconds=300, share=1.0)  # held until cleared
+    run = subprocess.Popen([sys.executable, "-m", "ampkit", "sync", "--progress", "none"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lock = seeded.removeprefix("duckdb:///") + f".{state.LEASE_NAME}.lock"
+    try:
+        deadline = time.monotonic() + 60
+        while "\n" not in (open(lock).read() if os.path.exists(lock) else ""):  # the lease is taken
+            assert time.monotonic() < deadline and run.poll() is None, run.stdout.read() if run.poll() is not None else ""
+            time.sleep(0.05)
+        wh = warehouses.open(seeded)
+        wh.LOCK_WAIT_SECONDS = 2.0
+        ledger = None
+        while ledger is None:
+            # While its first request waits on Amplitude, the run must not hold the file.
+            assert time.monotonic() < deadline and run.poll() is None, "the run ended or kept the file locked"
+            try:
+                ledger = state.runs(wh, 5)
+            except WarehouseError:
+                pass
+        assert [r["status"] for r in ledger] == ["running"]
+        assert sandbox.control.stats()["events_in_store"] == 0, "a request got through the gate"
+    finally:
+        sandbox.control.clear_faults()
+    out = run.communicate(timeout=120)[0]
+    assert run.returncode == 0, out[-2000:]
+    with warehouses.open(seeded) as wh:
+        assert [r["status"] for r in state.runs(wh, 5)] == ["ok"]
 
 
 def test_dry_run_sends_nothing_and_moves_nothing(seeded, make_config, sandbox):
