@@ -817,3 +817,12 @@ def test_exclusive_lock_is_free_where_the_warehouse_answers_concurrently():
     with warehouse.open("duckdb://:memory:") as a:
         with a.exclusive("hourly_sync", "one"), a.exclusive("hourly_sync", "two"):
             pass
+
+
+def test_finalize_records_outcomes_by_the_same_rules_resolve_counted_them():
+    # The two files spell the outcome rules twice (resolve must stay read-only); they must not drift.
+    def rules(name):
+        return [case.sql(dialect="bigquery") for tree in sqlglot.parse(sqlfiles.text(name), read="bigquery")
+                if tree is not None for case in tree.find_all(exp.Case)]
+    assert len(rules("sync_resolve")) == 2
+    assert rules("sync_finalize") == rules("sync_resolve")

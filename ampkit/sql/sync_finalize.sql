@@ -1,5 +1,5 @@
 -- Record every row's outcome, keep the counts, move the watermark, clear the run's working rows: atomically.
--- Outcomes are decided as in sync_resolve.sql (keep the two CASEs identical; no row is updated in place).
+-- Outcomes are decided as in sync_resolve.sql (tests/test_warehouse.py checks the two CASEs are identical; no row is updated in place).
 -- Rows held back by the data map (`hold`) get no outcome, so a later backfill picks them up.
 -- Fenced: a run that stalled past its lease and lost it to another run commits nothing.
 BEGIN TRANSACTION;
