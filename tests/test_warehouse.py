@@ -176,13 +176,17 @@ def test_amplitude_events_honours_the_start_date(tables, q):
     assert sorted(wh.run(q("SELECT id FROM amplitude_events")).column("id").to_pylist()) == [3, 4]
 
 
-def test_stage_run_twice_adds_nothing_the_second_time(tables):
+def test_stage_run_twice_adds_nothing_the_second_time(tables, q):
     wh = tables
     wh.append("event_logs", rows_table(STAGE_ROWS))
     config = Config(now=t(2024, 1, 1, 12))
     first, second = stage.run(wh, config), stage.run(wh, config)
     assert (first.staged, second.staged) == (3, 0)
     assert stage.run(wh, config, t(2024, 1, 5)).staged == 2  # ids 5 and 6
+    stage.run(wh, config)
+    # Reconciliation's staged counts are recounted on a re-run, never added to.
+    counts = wh.run(q("SELECT run_time, SUM(row_count) AS n FROM ampkit_stage_counts GROUP BY 1 ORDER BY 1")).to_pylist()
+    assert [r["n"] for r in counts] == [3, 2]
 
 
 def test_seed_release_moves_arrived_rows_only(tables, q):

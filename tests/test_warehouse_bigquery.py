@@ -153,6 +153,8 @@ def test_seed_append_and_stage_twice_match_duckdb(bq, tmp_path):
     expected = stage.run(ref, config)
     assert first.staged == expected.staged > 0
     assert second.staged == 0
+    counts = query_file(tmp_path, "stage_counts", "SELECT * FROM ampkit_stage_counts ORDER BY run_time, bucket, name")
+    assert bq.run(counts).to_pylist() == ref.run(counts).to_pylist()  # recounted by the second run, not doubled
     assert rows_of(bq, tmp_path, "amplitude_events") == rows_of(ref, tmp_path, "amplitude_events")
     # A later run releases the late rows that have arrived and stages them, on both.
     later = Config(now=t(2024, 1, 2, 20))

@@ -18,8 +18,12 @@ WHERE e.timestamp >= TIMESTAMP(@amplitude_start_date)
   AND NOT EXISTS (SELECT 1 FROM amplitude_events AS a WHERE a.id = e.id)
 ;
 -- Counts of what this run staged, per 15-minute bucket of event time and name, for reconciliation.
+-- Replaced, not added to: a re-run for the same @run_time (a backfill, a manual rerun) recounts.
+BEGIN TRANSACTION;
+DELETE FROM ampkit_stage_counts WHERE run_time = @run_time;
 INSERT INTO ampkit_stage_counts (run_time, bucket, name, row_count)
 SELECT @run_time, TIMESTAMP_SECONDS(DIV(UNIX_SECONDS(timestamp), 900) * 900), name, COUNT(*)
 FROM amplitude_events
 WHERE loaded_at = @run_time
-GROUP BY 2, 3
+GROUP BY 2, 3;
+COMMIT TRANSACTION
