@@ -101,6 +101,8 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
     unknown = sorted(set(parameters) - declared)
     if unknown:
         raise RunnerError(f"{source.name} declares no parameter {', '.join(unknown)}; it takes {', '.join(sorted(declared))}")
+    for prefix in {config.runs_dir, config.reports_dir}:
+        check_destination(prefix)
     window_start = config.clock()
     output = unique(record_path(config.runs_dir, source.stem, window_start))
     html = output.replace(config.runs_dir.rstrip("/"), config.reports_dir.rstrip("/"), 1)[:-len(".ipynb")] + ".html"
@@ -119,9 +121,17 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
         if executed.exists():
             nb = nbformat.read(executed, as_version=4)
             clean(nb, config, source, output)
-            _write(nb, output)
-            if report:
-                export_html(nb, html)
+            try:
+                _write(nb, output)
+                if report:
+                    export_html(nb, html)
+            except Exception as exc:  # noqa: BLE001 - any storage failure; the run itself is over
+                # The run happened (and is in the ledger); only its record is missing, so keep a
+                # local copy and fail the job, so the scheduler alerts.
+                kept = _write_local_copy(nb, source.stem, window_start)
+                logger.error("could not archive the run record to %s (%s: %s); kept at %s", output,
+                             type(exc).__name__, config.redact(str(exc)).splitlines()[0] if str(exc) else "", kept)
+                output, html, status, code = kept, "", "failed", code or 1
         else:
             output, html = "", ""
     seconds = time.monotonic() - started
@@ -177,6 +187,25 @@ def clean(nb, config: configuration.Config, source: Path, output: str) -> None:
             for mime, value in list(data.items()):
                 if isinstance(value, str):
                     data[mime] = config.redact(value)
+
+
+def check_destination(prefix: str) -> None:
+    """Raise RunnerError, before anything runs, when run records cannot be written under `prefix`."""
+    scheme = prefix.split("://", 1)[0] if "://" in prefix else ""
+    if scheme == "gs":
+        try:
+            import gcsfs  # noqa: F401 - papermill writes gs:// through it
+        except ImportError:
+            raise RunnerError(f"run records go to {prefix}, which needs gcsfs: install ampkit with "
+                              "`pip install 'ampkit[gcs]'`") from None
+    elif scheme:
+        raise RunnerError(f"run records cannot go to {prefix}: use a local directory or gs://bucket/prefix")
+
+
+def _write_local_copy(nb, name: str, window_start: dt.datetime) -> str:
+    path = unique(record_path(str(Path(tempfile.gettempdir()) / "ampkit-unarchived"), name, window_start))
+    _write(nb, path)
+    return path
 
 
 def _write(nb, path: str) -> None:

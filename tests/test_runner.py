@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,6 +127,33 @@ def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, mon
         statuses = sorted(r["status"] for r in state.runs(wh, 5))
     assert statuses == ["ok", "skipped_locked"]
     assert not lock.read_text(), "the lock file still names a holder after the run"
+
+
+def test_a_gs_destination_without_gcsfs_is_refused_before_anything_runs(kernel_env, seeded, monkeypatch):
+    # gcsfs is the optional extra `gcs`; with it installed this check has nothing to refuse.
+    try:
+        import gcsfs  # noqa: F401
+        pytest.skip("gcsfs is installed")
+    except ImportError:
+        pass
+    monkeypatch.setenv("AMPKIT_RUNS_DIR", "gs://ampkit-records/runs")
+    done = subprocess.run([sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync"], capture_output=True, text=True)
+    assert done.returncode == 1 and "needs gcsfs" in done.stderr and "ampkit[gcs]" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    with warehouses.open(seeded) as wh:
+        wh.ensure_state()
+        assert state.runs(wh, 5) == [], "the notebook ran although its record could not be archived"
+
+
+def test_a_record_that_cannot_be_archived_fails_the_job_and_is_kept_locally(kernel_env, seeded, monkeypatch, tmp_path):
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the unarchived copy goes
+    monkeypatch.setenv("AMPKIT_RUNS_DIR", str(tmp_path / "not-a-dir" / "runs"))
+    result = runner.run("hourly_sync", {}, config=configuration.load({"now": NOW}))
+    assert result.status == "failed" and result.exit_code != 0
+    assert Path(result.notebook_path).exists() and "ampkit-unarchived" in result.notebook_path
+    with warehouses.open(seeded) as wh:
+        assert [r["status"] for r in state.runs(wh, 5)] == ["ok"]  # the sync itself went through
 
 
 def test_secret_looking_parameters_are_refused(kernel_env, tmp_path):
