@@ -67,8 +67,7 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    newest = pd.to_datetime(frame["newest_loaded_at"], utc=True)
-    frame["lag_minutes"] = ((newest - pd.to_datetime(frame["window_end"], utc=True)).dt.total_seconds() / 60).round(1)
+    frame["lag_minutes"] = (frame["lag_seconds"] / 60).round(1)
     columns = ["started_at", "status", "mode", "window_start", "window_end", "extracted", "accepted",
                "filtered_total", "rejected_total", "duration_seconds", "lag_minutes", "notebook_path", "error"]
     return frame[columns]

@@ -122,10 +122,13 @@ def status(obj):
     """Print what is where: rows per table and the sync's position."""
     config = obj.config()
     with open_warehouse(config) as wh:
-        wh.ensure_tables()
-        wh.run("schema_seed")
-        table = wh.run("summary")
-    for row in table.to_pylist():
+        wh.check_table("event_logs")
+        wh.check_table("amplitude_events")
+        wh.ensure_state()
+        rows = wh.run("summary").to_pylist()
+        if wh.columns("seed_late_arrivals") is not None:  # the demo's table of rows still to arrive
+            rows += wh.run("summary_seed").to_pylist()
+    for row in rows:
         click.echo(f"{row['table_name']:<22} {row['row_count']:>12,}  events {_t(row['first_event'])} .. {_t(row['last_event'])}"
                    + (f"  last loaded {_t(row['last_loaded'])}" if row["last_loaded"] else ""))
 
@@ -183,7 +186,7 @@ def runs(obj, limit, as_json):
     from ampkit import state
     config = obj.config()
     with open_warehouse(config) as wh:
-        wh.ensure_tables()
+        wh.ensure_state()
         rows = state.runs(wh, limit)
     if as_json:
         click.echo(json.dumps(rows, default=str))
@@ -193,7 +196,7 @@ def runs(obj, limit, as_json):
     for r in rows:
         window = f"{_t(r['window_start'])[5:]}..{_t(r['window_end'])[11:]}" if r["window_start"] else "-"
         # Lag: how far the newest staged row is beyond what this run covered.
-        lag = (r["newest_loaded_at"] - r["window_end"]).total_seconds() / 60 if r["newest_loaded_at"] and r["window_end"] else None
+        lag = r["lag_seconds"] / 60 if r["lag_seconds"] is not None else None
         click.echo(f"{_t(r['started_at']):<17} {r['status']:<15} {window:<23} {r['extracted'] or 0:>10,} {r['accepted'] or 0:>9,} "
                    f"{r['filtered_total'] or 0:>9,} {r['rejected_total'] or 0:>9,} {r['duration_seconds'] or 0:>6.1f} "
                    f"{'-' if lag is None else f'{max(lag, 0):.0f}':>8}  {r['notebook_path'] or '-'}")

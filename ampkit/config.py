@@ -142,6 +142,8 @@ def load(overrides: Mapping[str, Any] | None = None, *, env: Mapping[str, str] |
         if name not in FIELDS:
             raise ConfigError(f"unknown setting '{name}'; known: {', '.join(SETTINGS)}")
         values[name] = _coerce(name, value, "override")
+    if isinstance(values.get("amplitude_region"), str):
+        values["amplitude_region"] = values["amplitude_region"].upper()  # `eu` means EU
     values["api_key"] = _secret("AMPLITUDE_API_KEY", env)
     values["secret_key"] = _secret("AMPLITUDE_SECRET_KEY", env)
     config = Config(**values)

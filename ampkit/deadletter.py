@@ -20,7 +20,7 @@ def replay(config: Config, reasons: list[str], since: dt.datetime, *, progress: 
     """
     run_id = "replay-" + state.new_run_id(config.clock())
     with warehouses.open(config.warehouse, location=config.bigquery_location) as wh:
-        wh.ensure_tables()
+        wh.ensure_state()
         found = wh.run("deadletter_forget", {"run_id": run_id, "reasons": list(reasons), "since": since}).to_pylist()[0]
     if not found["rows_to_replay"]:
         logger.info("no dead letters match reasons=%s since=%s", reasons, since.isoformat())
@@ -34,5 +34,5 @@ def replay(config: Config, reasons: list[str], since: dt.datetime, *, progress: 
 def counts(config: Config, since: dt.datetime) -> list[dict]:
     """Dead letters per reason since `since`, replayed or not (I/O)."""
     with warehouses.open(config.warehouse, location=config.bigquery_location) as wh:
-        wh.ensure_tables()
+        wh.ensure_state()
         return wh.run("deadletter_counts", {"since": since}).to_pylist()

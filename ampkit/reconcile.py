@@ -383,8 +383,9 @@ def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = 
     wh = warehouse or warehouses.open(config.warehouse, location=config.bigquery_location)
     amp = dashboard or Dashboard(config)
     try:
-        wh.ensure_tables()
         wh.check_table("event_logs")
+        wh.check_table("amplitude_events")
+        wh.ensure_state()
         mark = state.watermark(wh) or EPOCH
         lookback_start = mark - dt.timedelta(hours=config.lookback_hours)
         recon_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]

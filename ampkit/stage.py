@@ -22,8 +22,8 @@ class StageResult:
 def run(warehouse, config: Config, run_time: dt.datetime | None = None) -> StageResult:
     """Run `amplitude_events.sql` for `run_time` (default: the config's clock); idempotent (I/O)."""
     run_time = run_time or config.clock()
-    warehouse.ensure_tables()
-    warehouse.check_table("event_logs")
+    warehouse.check_table("event_logs")  # the source is the company's: never created here
+    warehouse.ensure_tables()  # amplitude_events and ampkit's tables are ours to create
     warehouse.check_table("amplitude_events")
     seed.release(warehouse, run_time)
     before = _count(warehouse)

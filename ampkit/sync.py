@@ -185,14 +185,14 @@ def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -
         try:
             # Before touching the warehouse: a DuckDB file answers nothing while another run has it.
             stack.enter_context(wh.exclusive(state.LEASE_NAME, holder))
-            wh.ensure_tables()
             wh.check_table("amplitude_events")
+            wh.ensure_state()
             state.acquire(wh, holder, config.lease_seconds)
         except LockedError as exc:
             logger.warning("skipped: %s", exc)
             record.status, record.error = "skipped_locked", str(exc)
             record.finished_at = now
-            wh.ensure_tables()
+            wh.ensure_state()
             state.record_run(wh, record)
             result.status, result.error = "skipped_locked", str(exc)
             return result
@@ -294,7 +294,9 @@ def _open_window(config: Config, wh, now, start, end):
     if start is not None:
         return start, end or now
     upper = now - dt.timedelta(seconds=config.settle_seconds)
-    return state.watermark(wh) or upper, upper
+    start = state.watermark(wh) or upper
+    # A run whose clock is behind the watermark (a replayed hour) looked at nothing: never a backwards window.
+    return start, max(start, upper)
 
 
 def _event_hours(start: dt.datetime, end: dt.datetime):

@@ -130,12 +130,23 @@ class Warehouse:
         self.run("schema_event_logs")
         self.run("schema_state")
 
+    def ensure_state(self) -> None:
+        """Create ampkit's own tables (ledger, lease, outcomes, counts) if absent, and nothing else.
+
+        The event tables are the company's: a command reading them checks they exist first
+        (`check_table`), so a mistyped warehouse URL or dataset fails instead of syncing an
+        empty table every hour.
+        """
+        self.run("schema_state")
+
     def check_table(self, table: str) -> None:
         """Raise SchemaError naming the first missing or mistyped column of `table`."""
         expected = TABLES[table]
         found = self.columns(table)
         if found is None:
-            raise SchemaError(f"table {self.name}.{table} does not exist; run `ampkit seed` or `ampkit stage` first, or check the warehouse URL")
+            how = ("`ampkit seed` loads synthetic events for a trial" if table == "event_logs" else
+                   "`ampkit stage` (or the scheduled query scheduled/amplitude_events.sql) loads it")
+            raise SchemaError(f"table {self.name}.{table} does not exist: check the warehouse URL; {how}")
         for column, kind in expected.items():
             if column not in found:
                 raise SchemaError(f"table {self.name}.{table} has no column '{column}' ({kind} expected)")

@@ -64,6 +64,20 @@ def test_malformed_toml_and_missing_column(tmp_path):
     assert done.returncode == 1 and "has no column 'url'" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", [["sync"], ["stage"], ["status"], ["reconcile"]])
+def test_a_mistyped_warehouse_fails_and_creates_no_event_table(tmp_path, command):
+    """A wrong URL or dataset must not be 'synced' as an empty warehouse every hour."""
+    url = f"duckdb:///{tmp_path}/typo.duckdb"
+    done = ampkit(*command, env={"AMPKIT_WAREHOUSE": url, "AMPKIT_NOW": "2022-03-14T12:00:00Z"})
+    assert done.returncode == 1 and "does not exist" in done.stderr and "check the warehouse URL" in done.stderr
+    assert "Traceback" not in done.stderr
+    import duckdb
+    con = duckdb.connect(str(tmp_path / "typo.duckdb"))
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    con.close()
+    assert not tables & {"event_logs", "amplitude_events", "seed_late_arrivals"}, tables
+
+
 def test_seed_stage_twice_and_status(tmp_path):
     env = {"AMPKIT_WAREHOUSE": f"duckdb:///{tmp_path}/w.duckdb", "AMPKIT_NOW": "2022-03-14T12:00:00Z"}
     seeded = ampkit("-q", "seed", "--days", "2", "--events-per-day", "2000", env=env)
@@ -73,7 +87,7 @@ def test_seed_stage_twice_and_status(tmp_path):
     assert first.returncode == second.returncode == 0
     assert "staged 0 rows" not in first.stdout and "staged 0 rows" in second.stdout
     status = ampkit("status", env=env)
-    assert "event_logs" in status.stdout and "amplitude_events" in status.stdout
+    assert "event_logs" in status.stdout and "amplitude_events" in status.stdout and "seed_late_arrivals" in status.stdout
 
 
 def test_datamap_import_and_check(tmp_path):

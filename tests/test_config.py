@@ -61,5 +61,6 @@ def test_regions_and_clock():
     assert eu.ingest_url == "https://api.eu.amplitude.com"
     assert eu.dashboard_url == "https://analytics.eu.amplitude.com"
     assert eu.clock() == dt.datetime(2022, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert configuration.load(env={"AMPKIT_AMPLITUDE_REGION": "eu"}).ingest_url == "https://api.eu.amplitude.com"
     sandbox = configuration.load({"amplitude_url": "http://127.0.0.1:9999/"})
     assert sandbox.ingest_url == sandbox.dashboard_url == "http://127.0.0.1:9999"

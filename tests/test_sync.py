@@ -241,6 +241,17 @@ def test_an_hourly_run_held_up_by_amplitude_leaves_the_duckdb_file_to_others(see
         assert [r["status"] for r in state.runs(wh, 5)] == ["ok"]
 
 
+def test_a_run_behind_the_watermark_records_an_empty_window_and_its_lag(seeded, make_config):
+    assert sync.run(make_config(settle_seconds=300), progress="none").status == "ok"
+    behind = sync.run(make_config(now=NOW - dt.timedelta(hours=2)), progress="none")  # a replayed hour
+    assert behind.status == "ok" and behind.extracted == 0
+    with warehouses.open(seeded) as wh:
+        first, replayed = state.runs(wh, 2)  # newest clock first: the replayed hour's clock is earlier
+    assert replayed["run_id"] == behind.run_id
+    assert replayed["window_start"] == replayed["window_end"] == first["window_end"]  # nothing looked at, never backwards
+    assert first["lag_seconds"] == 300  # Amplitude was as fresh as the clock minus the settle time
+
+
 def test_dry_run_sends_nothing_and_moves_nothing(seeded, make_config, sandbox):
     cfg = make_config()
     result = sync.run(cfg, dry_run=True, progress="none")

@@ -40,7 +40,7 @@ def command(memory: bool, log_level: str, **options: Any) -> None:
     """Run the local Amplitude-compatible sandbox (ingestion, export, dashboard, control API).
 
     Keys come from AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY (the same variables the sync
-    reads); other settings from the options above or AMPKIT_SANDBOX_* variables. Prints the
+    reads); other settings from the options below or AMPKIT_SANDBOX_* variables. Prints the
     base URL on stdout, then serves until SIGINT or SIGTERM.
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,

@@ -7,5 +7,3 @@ UNION ALL
 SELECT 'ampkit_deliveries', COUNT(*), MIN(event_time), MAX(event_time), MAX(loaded_at) FROM ampkit_deliveries
 UNION ALL
 SELECT 'ampkit_dead_letters', COUNT(*), MIN(event_time), MAX(event_time), MAX(loaded_at) FROM ampkit_dead_letters
-UNION ALL
-SELECT 'seed_late_arrivals', COUNT(*), MIN(timestamp), MAX(timestamp), CAST(NULL AS TIMESTAMP) FROM seed_late_arrivals
