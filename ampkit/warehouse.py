@@ -303,7 +303,10 @@ class DuckDBWarehouse(Warehouse):
                 for batch in rel.to_arrow_reader(batch_rows):
                     if batch.num_rows:
                         started = True
-                        yield batch
+                        # Handed over, not kept: this frame holding it while the caller works
+                        # would keep the engine's copy alive beside the caller's.
+                        held, batch = [batch], None
+                        yield held.pop()
                 return
             except duckdb.OutOfMemoryException:
                 # A memory cap set by held() is a bound on the cache, never a reason to fail: the
