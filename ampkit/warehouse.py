@@ -244,8 +244,8 @@ class DuckDBWarehouse(Warehouse):
         # streams a slice to Amplitude; a second sync waiting for the file to read the lease
         # table could run after the first instead of skipping. An OS lock beside the file
         # answers at once, and the OS drops it when its process dies.
-        if self._memory is not None:
-            yield
+        if self._memory is not None or not Path(self.path).exists():
+            yield  # nothing runs on a file that does not exist; the table check says what is wrong
             return
         check_identifier("lock", name)
         with Path(f"{self.path}.{name}.lock").open("a+") as f:
@@ -332,6 +332,8 @@ class DuckDBWarehouse(Warehouse):
 
     def columns(self, table):
         check_identifier("table", table)
+        if self._memory is None and not Path(self.path).exists():
+            return None  # looking must not create the file (a mistyped path would become a warehouse)
         with self.connect() as con:
             rows = con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",

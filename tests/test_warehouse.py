@@ -783,6 +783,7 @@ def test_exclusive_lock_refuses_a_second_holder_at_once_and_names_the_first(tmp_
     url = f"duckdb:///{tmp_path}/w.duckdb"
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
     with warehouse.open(url) as a, warehouse.open(url) as b:
+        a.ensure_state()
         with a.exclusive("hourly_sync", "run-a@host:1"), a.held():
             a.note_lease("hourly_sync", "run-a@host:1", soon)
             # `a` holds the DuckDB file too: the refusal must not wait for it.
@@ -798,6 +799,7 @@ def test_exclusive_lock_refuses_a_second_holder_at_once_and_names_the_first(tmp_
 def test_exclusive_lock_of_a_holder_stalled_past_its_lease_defers_to_the_lease_table(tmp_path):
     url = f"duckdb:///{tmp_path}/w.duckdb"
     with warehouse.open(url) as a, warehouse.open(url) as b:
+        a.ensure_state()
         with a.exclusive("hourly_sync", "run-a@host:1"):
             a.note_lease("hourly_sync", "run-a@host:1", dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
             with b.exclusive("hourly_sync", "run-b@host:2"):
@@ -806,6 +808,8 @@ def test_exclusive_lock_of_a_holder_stalled_past_its_lease_defers_to_the_lease_t
 
 def test_exclusive_lock_dies_with_its_process(tmp_path):
     url = f"duckdb:///{tmp_path}/w.duckdb"
+    with warehouse.open(url) as wh:
+        wh.ensure_state()
     child = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\nfrom ampkit import warehouse\n"
         f"with warehouse.open({url!r}).exclusive('hourly_sync', 'child'):\n"
