@@ -29,13 +29,6 @@ from ampkit.sender import Chunk, Sender
 
 logger = logging.getLogger(__name__)
 
-# Arrow's jemalloc pool hands the pages of freed batches back sooner than its default (mimalloc),
-# which kept each slice's copies resident (~20 MB more at the peak of a 1M-row sync). The
-# environment variable still decides when set.
-if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-    with contextlib.suppress(NotImplementedError):
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
@@ -171,6 +164,7 @@ def run(config: Config, *, start: dt.datetime | None = None, end: dt.datetime | 
     Raises SyncError (the run is recorded as failed, the watermark unmoved) when events are left
     undelivered, and ConfigError for bad settings.
     """
+    _use_jemalloc()
     own = warehouse is None
     wh = warehouse or warehouses.open(config.warehouse, location=config.bigquery_location,
                                       storage_api=config.bigquery_storage_api)
@@ -179,6 +173,15 @@ def run(config: Config, *, start: dt.datetime | None = None, end: dt.datetime | 
     finally:
         if own:
             wh.close()
+
+
+def _use_jemalloc() -> None:
+    # Arrow's jemalloc pool hands the pages of freed batches back sooner than its default (mimalloc),
+    # which kept each slice's copies resident (~20 MB more at the peak of a 1M-row sync). Set when a
+    # sync runs, not when ampkit is imported; the environment variable still decides when set.
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        with contextlib.suppress(NotImplementedError):
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -> SyncResult:
