@@ -3,7 +3,7 @@
 -- events concatenate into a request body without per-event work), `reject_reason` is set for
 -- rows that cannot become a valid event (they go to the dead-letter table, never to Amplitude).
 -- The private `argument` column is never read here: only public_argument leaves the company.
-WITH rows AS (
+WITH sendable AS (
   SELECT
     a.id, a.name, a.source, a.timestamp, a.loaded_at,
     -- Zero-padded to 6 digits as Sourcegraph did (Amplitude wants at least 5); LPAD would cut longer ids.
@@ -57,7 +57,7 @@ checked AS (
        NOT REGEXP_CONTAINS(REGEXP_REPLACE(REGEXP_REPLACE(flags_text, r'"(?:[^"\\]|\\.)*"', ''), r'[^\[\]{}]', ''),
                            @flags_depth_pattern), FALSE) AS flags_too_deep,
     ROW_NUMBER() OVER (PARTITION BY insert_key ORDER BY id) AS copy_number
-  FROM rows
+  FROM sendable
 )
 SELECT
   id, name, timestamp AS event_time, loaded_at, insert_key AS insert_id, device_key AS device_id, user_key AS user_id,
