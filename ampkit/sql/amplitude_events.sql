@@ -22,7 +22,7 @@ WHERE e.timestamp >= TIMESTAMP(@amplitude_start_date)
 BEGIN TRANSACTION;
 DELETE FROM ampkit_stage_counts WHERE run_time = @run_time;
 INSERT INTO ampkit_stage_counts (run_time, bucket, name, row_count)
-SELECT @run_time, TIMESTAMP_SECONDS(DIV(UNIX_SECONDS(timestamp), 900) * 900), name, COUNT(*)
+SELECT @run_time, TIMESTAMP_MICROS(DIV(UNIX_MICROS(timestamp), 900000000) * 900000000), name, COUNT(*)
 FROM amplitude_events
 WHERE loaded_at = @run_time
 GROUP BY 2, 3;

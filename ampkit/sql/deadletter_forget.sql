@@ -4,7 +4,7 @@ BEGIN TRANSACTION;
 UPDATE ampkit_dead_letters SET replayed_run_id = @run_id
 WHERE replayed_run_id IS NULL AND reason IN UNNEST(@reasons) AND created_at >= @since;
 INSERT INTO ampkit_outcome_counts (run_id, bucket, name, loaded_at, outcome, reason, row_count)
-SELECT @run_id, TIMESTAMP_SECONDS(DIV(UNIX_SECONDS(d.event_time), 900) * 900), d.name, d.loaded_at, d.outcome, d.reason, -COUNT(*)
+SELECT @run_id, TIMESTAMP_MICROS(DIV(UNIX_MICROS(d.event_time), 900000000) * 900000000), d.name, d.loaded_at, d.outcome, d.reason, -COUNT(*)
 FROM ampkit_deliveries AS d
 WHERE d.outcome = 'rejected'
   AND d.id IN (SELECT id FROM ampkit_dead_letters WHERE replayed_run_id = @run_id)

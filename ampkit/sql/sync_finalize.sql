@@ -31,7 +31,7 @@ FROM resolved
 WHERE outcome <> 'held';
 INSERT INTO ampkit_outcome_counts (run_id, bucket, name, loaded_at, outcome, reason, row_count)
 -- Counted from the outcomes just recorded: this slice's rows are the run's deliveries whose id is still pending.
-SELECT @run_id, TIMESTAMP_SECONDS(DIV(UNIX_SECONDS(d.event_time), 900) * 900), d.name, d.loaded_at, d.outcome, d.reason, COUNT(*)
+SELECT @run_id, TIMESTAMP_MICROS(DIV(UNIX_MICROS(d.event_time), 900000000) * 900000000), d.name, d.loaded_at, d.outcome, d.reason, COUNT(*)
 FROM ampkit_deliveries AS d
 WHERE d.run_id = @run_id AND d.id IN (SELECT id FROM ampkit_pending WHERE run_id = @run_id)
 GROUP BY 2, 3, 4, 5, 6;
