@@ -284,6 +284,7 @@ class DuckDBWarehouse(Warehouse):
         f.flush()
 
     def run(self, query, params=None):
+        check_params(params)
         statements = sqlfiles.duckdb_statements(query)
         with self.connect() as con, _translate(query):
             for statement in statements[:-1]:
@@ -293,6 +294,7 @@ class DuckDBWarehouse(Warehouse):
 
     def stream(self, query, params=None, batch_rows=BATCH_ROWS):
         import duckdb
+        check_params(params)
         statements = sqlfiles.duckdb_statements(query)
         started = False
         with self.connect() as con, _translate(query):
@@ -420,6 +422,7 @@ class BigQueryWarehouse(Warehouse):
             query_parameters=[_bq_param(k, v) for k, v in (params or {}).items()])
 
     def _query(self, query: str, params):
+        check_params(params)
         (statement,) = sqlfiles.bigquery_statements(query)
         used = {k: v for k, v in (params or {}).items() if re.search("@" + re.escape(k) + r"\b", statement)}
         with _bq_errors(query):
@@ -477,14 +480,40 @@ class BigQueryWarehouse(Warehouse):
             self._client = None
 
 
+def check_params(params: Mapping[str, Any] | None) -> None:
+    """Raise WarehouseError unless every parameter's value fits the type ampkit.sql.PARAMETER_TYPES
+    declares for it, on every backend: what DuckDB would cast, BigQuery refuses. ampkit's own files
+    use declared parameters only (tests/test_sql.py); any other query's are typed by their value,
+    which a NULL cannot be."""
+    for name, value in (params or {}).items():
+        kind = sqlfiles.PARAMETER_TYPES.get(name)
+        if kind is None:
+            if value is None:
+                raise WarehouseError(f"query parameter @{name} is NULL and has no declared type (ampkit.sql.PARAMETER_TYPES)")
+            continue
+        element = kind[6:-1] if kind.startswith("ARRAY<") else None
+        if element is not None and not isinstance(value, (list, tuple)):
+            raise WarehouseError(f"parameter @{name} must be a list ({kind})")
+        for v in (value if element is not None else [value]):
+            given = None if v is None else _bq_type(v)
+            if given not in (None, element or kind) and not ((element or kind) == "FLOAT64" and given == "INT64"):
+                raise WarehouseError(f"parameter @{name} is declared {kind} but was given {type(v).__name__}")
+
+
 def _bq_param(name: str, value: Any):
+    """The parameter with the type ampkit.sql declares for it: BigQuery types a NULL by its
+    declaration, and a STRING NULL cannot be written to a TIMESTAMP column."""
     from google.cloud import bigquery
-    if isinstance(value, (list, tuple)):
+    kind = sqlfiles.PARAMETER_TYPES.get(name)
+    if kind is None and isinstance(value, (list, tuple)):
         kinds = {_bq_type(v) for v in value} or {"STRING"}
         if len(kinds) != 1:
             raise WarehouseError(f"parameter @{name} mixes types {sorted(kinds)}")
-        return bigquery.ArrayQueryParameter(name, kinds.pop(), list(value))
-    return bigquery.ScalarQueryParameter(name, _bq_type(value), value)
+        kind = f"ARRAY<{kinds.pop()}>"
+    kind = kind or _bq_type(value)
+    if kind.startswith("ARRAY<"):
+        return bigquery.ArrayQueryParameter(name, kind[6:-1], list(value))
+    return bigquery.ScalarQueryParameter(name, kind, value)
 
 
 def _bq_type(value: Any) -> str:

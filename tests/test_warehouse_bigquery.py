@@ -183,13 +183,13 @@ def test_parameterized_query_matches_duckdb(bq, tmp_path):
     q = query_file(tmp_path, "filtered", """
         SELECT id, name, source, timestamp, cohort_id, user_id
         FROM event_logs
-        WHERE timestamp >= @since AND timestamp < TIMESTAMP(@until)
+        WHERE timestamp >= @since AND timestamp < TIMESTAMP(@until_day)
           AND cohort_id >= @cohort AND id > @min_id AND source = @source
           AND name IN UNNEST(@names)
         ORDER BY id""")
     names = [r["name"] for r in ref.run(query_file(tmp_path, "top", "SELECT name, COUNT(*) AS n FROM event_logs "
                                                                      "GROUP BY name ORDER BY n DESC, name LIMIT 5")).to_pylist()]
-    params = {"since": t(2024, 1, 1, 6), "until": dt.date(2024, 1, 1) + dt.timedelta(days=1),
+    params = {"since": t(2024, 1, 1, 6), "until_day": dt.date(2024, 1, 1) + dt.timedelta(days=1),
               "cohort": dt.date(2023, 12, 1), "min_id": 10, "source": "WEB", "names": names}
     want = ref.run(q, params).to_pylist()
     assert len(want) > 50
@@ -413,21 +413,29 @@ def test_standin_timestamps_follow_format_options(standin):
     assert "rows" not in none and none["totalRows"] == "1" and none["jobComplete"] is True
 
 
-def test_standin_refuses_a_typed_null_bigquery_would_refuse(standin, tmp_path):
-    """BigQuery does not coerce a STRING parameter into a TIMESTAMP column (DuckDB would): a None
-    parameter travels as STRING, so writing it into a TIMESTAMP column fails on BigQuery."""
+def test_a_null_parameter_travels_with_its_declared_type(standin, tmp_path):
+    """BigQuery types a parameter by its declaration, not its value: a None for a TIMESTAMP
+    parameter is a TIMESTAMP NULL (ampkit.sql.PARAMETER_TYPES), which a TIMESTAMP column takes."""
     q = query_file(tmp_path, "lease", "INSERT INTO ampkit_lease (name, holder, acquired_at, expires_at) "
                                       "VALUES (@name, @holder, @now, @expires_at)")
-    params = {"name": "n", "holder": "h", "now": t(2024, 1, 1), "expires_at": None}
-    with warehouse.open("duckdb://:memory:") as ref:
-        ref.ensure_tables()
-        ref.run(q, params)  # DuckDB casts the NULL silently
+    with warehouse.open(standin.url()) as w:
+        w.ensure_tables()
+        w.run(q, {"name": "n", "holder": "h", "now": t(2024, 1, 1), "expires_at": None})
+        with pytest.raises(WarehouseError, match="declared TIMESTAMP but was given str"):
+            w.run(q, {"name": "n", "holder": "h", "now": t(2024, 1, 1), "expires_at": "2024-01-02"})
+        with pytest.raises(WarehouseError, match="NULL and has no declared type"):
+            w.run(q, {"name": "n", "holder": "h", "now": t(2024, 1, 1), "expires_at": None, "nonsense": None})
+    assert standin.sql('SELECT holder, expires_at FROM "analytics".ampkit_lease') == [("h", None)]
+
+
+def test_standin_refuses_a_string_into_a_timestamp_column_as_bigquery_does(standin, tmp_path):
+    """BigQuery does not coerce a STRING parameter into a TIMESTAMP column (DuckDB would)."""
+    q = query_file(tmp_path, "lease", "INSERT INTO ampkit_lease (name, holder, acquired_at, expires_at) "
+                                      "VALUES (@name, @holder, @now, @holder)")
     with warehouse.open(standin.url()) as w:
         w.ensure_tables()
         with pytest.raises(WarehouseError, match="has type STRING which cannot be inserted into column expires_at"):
-            w.run(q, params)
-        w.run(q, {**params, "expires_at": t(2024, 1, 2)})
-    assert standin.sql('SELECT holder FROM "analytics".ampkit_lease') == [("h",)]
+            w.run(q, {"name": "n", "holder": "h", "now": t(2024, 1, 1)})
 
 
 def test_script_runs_in_order_and_answers_with_its_last_statement(standin, tmp_path):

@@ -13,6 +13,26 @@ from ampkit.errors import WarehouseError
 
 HERE = Path(__file__).parent
 
+# Every query parameter, with the BigQuery type the warehouse binds it as (a NULL too: BigQuery
+# types a parameter by its declaration, never by its value). The ZetaSQL gate in tests/test_sql.py
+# analyses each file with these types, and a parameter used in a file but missing here fails it.
+PARAMETER_TYPES: dict[str, str] = {
+    **dict.fromkeys([
+        "run_time", "since", "until", "now", "expires_at", "start_ts", "end_ts", "scan_end", "start_time",
+        "started_at", "finished_at", "window_start", "window_end", "event_start", "event_end",
+        "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon"], "TIMESTAMP"),
+    "amplitude_start_date": "DATE",
+    **dict.fromkeys([
+        "extracted", "sent", "accepted", "filtered_total", "rejected_total", "requests", "retries", "limit",
+        "lanes", "max_depth", "max_properties_bytes", "min_id_length", "window_seconds"], "INT64"),
+    "duration_seconds": "FLOAT64",
+    "move_watermark": "BOOL",
+    **dict.fromkeys([
+        "run_id", "name", "holder", "mode", "host", "data_map_version", "notebook_path", "status", "error",
+        "filtered", "rejected", "recon_id", "tz", "depth_pattern", "flags_depth_pattern"], "STRING"),
+    **dict.fromkeys(["steps", "active_events", "reasons", "blocklist"], "ARRAY<STRING>"),
+}
+
 # sqlglot warns on BigQuery-only table options (PARTITION BY, CLUSTER BY) it drops for DuckDB;
 # dropping them is right, since they only tune storage, so the warning is noise.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -34,7 +54,28 @@ def text(name: str) -> str:
         raise WarehouseError(f"SQL file {p} cannot be read: {exc.strerror}") from None
 
 
-def _safe_to_try(node: exp.Expression) -> exp.Expression:
+def parameters(name: str) -> list[str]:
+    """The query parameters a file uses, in order of first use (without the @)."""
+    seen = dict.fromkeys(m.group(1) for m in re.finditer(r"@([A-Za-z_][A-Za-z0-9_]*)", _code(text(name))))
+    return list(seen)
+
+
+def _code(sql: str) -> str:
+    # Comments and string literals may mention @words that are not parameters.
+    return re.sub(r"--[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "", sql)
+
+
+def _portable(node: exp.Expression) -> exp.Expression:
+    """Rewrite the constructs whose BigQuery meaning sqlglot's DuckDB output loses (one place)."""
+    # DIV(a + b, c) becomes `a + b // c` in sqlglot 30.31: the function's parentheses are lost and
+    # `//` binds tighter than `+`. Each operand that is not atomic, and the division itself, is
+    # parenthesised, whatever the generator does with precedence.
+    if isinstance(node, exp.IntDiv):
+        for key in ("this", "expression"):
+            arg = node.args.get(key)
+            if isinstance(arg, (exp.Binary, exp.Unary)) and not isinstance(arg, exp.Paren):
+                node.set(key, exp.Paren(this=arg.copy()))
+        return node if isinstance(node.parent, exp.Paren) else exp.Paren(this=node.copy())
     # BigQuery's SAFE. prefix (NULL instead of an error) has no DuckDB spelling in sqlglot;
     # DuckDB's TRY() has the same meaning.
     if isinstance(node, exp.SafeFunc):
@@ -61,7 +102,7 @@ def duckdb_statements(name: str) -> tuple[str, ...]:
         # sqlglot's message spans lines and carries terminal colour codes; keep one plain line.
         detail = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0]
         raise WarehouseError(f"{path(name).name} is not valid BigQuery SQL: {detail}") from None
-    return tuple(t.transform(_safe_to_try).sql(dialect="duckdb") for t in trees if t is not None)
+    return tuple(t.transform(_portable).sql(dialect="duckdb") for t in trees if t is not None)
 
 
 def bigquery_statements(name: str) -> tuple[str, ...]:
