@@ -1,0 +1,292 @@
+"""ampkit/sql against BigQuery's own semantics.
+
+The gate: every statement of every `.sql` file (ampkit/sql/, scheduled/) must pass Google's ZetaSQL
+analyzer with BigQuery's language options, against the catalog of the project's CREATE TABLE files,
+with parameters typed as the warehouse binds them.
+
+The oracle: every file is run on the DuckDB path (sqlglot's translation, as ampkit runs it) and on
+ZetaSQL's reference evaluator over the same small tables, with Hypothesis choosing the rows and
+the parameters from values that break translations (on and off the hour, microseconds, NULLs,
+empty strings, Unicode, DST and day boundaries in non-UTC zones, large integers); the answers and
+the tables left behind must be equal.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import sqlglot
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+
+from ampkit import sql as sqlfiles
+from ampkit import sync
+from ampkit import warehouse as warehouses
+
+from bigquery_oracle import ROOT, Oracle, OracleError, required_columns, table_columns
+
+SQL_FILES = sorted(Path(sqlfiles.HERE).glob("*.sql")) + sorted((ROOT / "scheduled").glob("*.sql"))
+SCHEMA = {"schema_event_logs", "schema_state", "schema_seed"}
+TABLES = table_columns()
+REQUIRED = required_columns()
+UTC = dt.timezone.utc
+ARROW = {"INT64": pa.int64(), "STRING": pa.string(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+         "DATE": pa.date32(), "FLOAT64": pa.float64(), "BOOL": pa.bool_()}
+EXAMPLES = int(os.environ.get("AMPKIT_ORACLE_EXAMPLES", "12"))
+# Shrinking a difference re-runs both engines hundreds of times; AMPKIT_ORACLE_SHRINK=1 asks for it.
+PHASES = tuple(p for p in Phase if p != Phase.shrink or os.environ.get("AMPKIT_ORACLE_SHRINK") == "1")
+
+
+def ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    return Oracle()
+
+
+# --- the gate --------------------------------------------------------------------------------------
+
+def test_every_parameter_a_file_uses_is_declared_with_its_bigquery_type():
+    undeclared = {f"{p.name}: @{name}" for p in SQL_FILES for name in sqlfiles.parameters(str(p))
+                  if name not in sqlfiles.PARAMETER_TYPES}
+    assert not undeclared, f"declare these in ampkit.sql.PARAMETER_TYPES: {sorted(undeclared)}"
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=ids(SQL_FILES))
+def test_bigquery_accepts_every_statement(oracle, path):
+    findings = oracle.check(path)
+    assert not findings, "BigQuery would refuse:\n" + "\n".join(map(str, findings))
+
+
+def test_the_gate_names_file_line_and_column_of_what_bigquery_refuses(oracle, tmp_path):
+    # The defect that shipped: a CTE named `rows` (a reserved word in BigQuery) that sqlglot accepts.
+    bad = tmp_path / "bad.sql"
+    bad.write_text("-- the extract\nSELECT 1 AS x;\nWITH rows AS (SELECT id FROM amplitude_events)\nSELECT id FROM rows",
+                   encoding="utf-8")
+    (finding,) = oracle.check(bad)
+    assert (finding.line, finding.column) == (3, 6)
+    assert "ROWS" in finding.message and str(bad) in str(finding)
+    sqlglot.parse(bad.read_text(), read="bigquery")  # the reason a gate is needed: sqlglot takes it
+
+
+def test_the_gate_refuses_an_undeclared_or_mistyped_parameter(oracle, tmp_path):
+    bad = tmp_path / "params.sql"
+    bad.write_text("SELECT COUNT(*) AS n FROM amplitude_events WHERE loaded_at > @limit", encoding="utf-8")
+    (finding,) = oracle.check(bad)
+    assert "INT64" in finding.message and "TIMESTAMP" in finding.message
+    bad.write_text("SELECT COUNT(*) AS n FROM amplitude_events WHERE loaded_at > @no_such_parameter", encoding="utf-8")
+    (finding,) = oracle.check(bad)
+    assert "no_such_parameter" in finding.message
+
+
+# --- the translation -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bigquery, duckdb_value", [
+    ("DIV(7199 + 3599, 3600) * 3600", 7200),  # sqlglot 30.31 alone: 7199
+    ("2 * DIV(7, 2)", 6),
+    ("DIV(-7, 2)", -3),
+    ("DIV(7 - 1, 2 + 1)", 2),
+])
+def test_translated_integer_division_keeps_bigquery_precedence(bigquery, duckdb_value):
+    import duckdb
+    tree = sqlglot.parse_one(f"SELECT {bigquery} AS v", read="bigquery").transform(sqlfiles._portable)
+    assert duckdb.sql(tree.sql(dialect="duckdb")).fetchall()[0][0] == duckdb_value
+
+
+# --- the oracle ------------------------------------------------------------------------------------
+
+# Instants where translations break: on the hour and a microsecond either side, quarter-hour
+# buckets, UTC midnight, DST changes (US, EU, Lord Howe's half hour), a half-hour zone's midnight.
+MOMENTS = [dt.datetime(2022, 3, 14, 9, 0, tzinfo=UTC), dt.datetime(2022, 3, 14, 9, 0, 0, 1, tzinfo=UTC),
+           dt.datetime(2022, 3, 14, 8, 59, 59, 999999, tzinfo=UTC), dt.datetime(2022, 3, 14, 9, 0, 0, 500000, tzinfo=UTC),
+           dt.datetime(2022, 3, 14, 9, 14, 59, 999999, tzinfo=UTC), dt.datetime(2022, 3, 14, 9, 37, 12, 345678, tzinfo=UTC),
+           dt.datetime(2022, 3, 14, 0, 0, tzinfo=UTC), dt.datetime(2022, 3, 13, 23, 59, 59, 999999, tzinfo=UTC),
+           dt.datetime(2022, 3, 13, 10, 0, tzinfo=UTC), dt.datetime(2022, 3, 27, 1, 0, tzinfo=UTC),
+           dt.datetime(2022, 4, 2, 15, 0, tzinfo=UTC), dt.datetime(2022, 3, 13, 18, 30, tzinfo=UTC),
+           dt.datetime(2020, 12, 1, 0, 0, tzinfo=UTC), dt.datetime(2020, 11, 30, 23, 59, 59, 999999, tzinfo=UTC),
+           dt.datetime(2022, 3, 14, 10, 0, tzinfo=UTC), dt.datetime(2022, 3, 14, 11, 0, tzinfo=UTC)]
+ZONES = ["UTC", "America/Los_Angeles", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Kiritimati",
+         "Etc/GMT+12", "Europe/Berlin", "Asia/Kathmandu"]
+EVENTS = ["ViewHome", "SearchResultsQueried", "ViewSignUpPage", "SignUpSucceeded", "CodeIntelligenceHover",
+          "InsightsViewed", "Ünïcødé☃", "", " "]
+ARGUMENTS = [None, "", " ", "{}", '{"query":"repo:x","n":1}', '{"email":"ada@example.com"}', 'not json',
+             '{"u":"\\u0040x ada@example.io"}', '{"n": NaN}', "[1,2]", '"text"', '{"a":{"b":{"c":[[[1]]]}}}',
+             '{"token":"sgp_abcdef0123456789"}', '{"k":"' + "x" * 1030 + '"}', '{"ü":"☃","e":"\\u00e9"}',
+             '{"big": 12345678901234567890}', '{"f": 1.5e300}', '{ "spaced" : true }']
+URLS = [None, "", "https://sourcegraph.com/search?q=ada%40example.com", "https://sourcegraph.com/-/sign-up",
+        "https://x.io/?token=ghp_0123456789abcdefXYZ", "https://sourcegraph.com/☃"]
+FLAGS = [None, "", "{}", '{"search-ranking":true}', "[]", "nope", '{"x": Infinity}']
+IDS = [None, "", " ", "backend", "device-1", "abc", "DEVICE-ÄÖ", "null", "00000000-0000-0000-0000-000000000000"]
+USERS = [None, 0, -1, 1, 42, 99999, 100000, 123456789012, 2 ** 62]
+
+# Values per (table, column), then per column, then per type: small pools, so joins and groups meet.
+COLUMN_VALUES = {
+    "name": EVENTS, "public_argument": ARGUMENTS, "argument": ["secret@example.com", None],
+    "url": URLS, "first_source_url": URLS, "last_source_url": URLS, "referrer": URLS,
+    "feature_flags": FLAGS, "anonymous_user_id": IDS, "device_id": IDS, "user_id": USERS,
+    "source": [None, "WEB", "BACKEND", "CODEHOSTINTEGRATION", ""], "platform": [None, "WEB", "BACKEND"],
+    "version": [None, "", "3.38.0"], "insert_id": [None, "", "i-1", "i-2", "i-3", "ü-4"],
+    "run_id": ["r1", "r2", "r3"], "replayed_run_id": [None, "r1", "r2"], "recon_id": ["x1", "x2"],
+    "outcome": ["accepted", "filtered", "rejected", "held", None], "reason": [None, "backend", "no_id", "quota"],
+    "rule": [None, "backend", "before_start"], "action": ["send", "exclude", "hold"],
+    "status": ["running", "ok", "failed", "interrupted", "skipped_locked"], "mode": ["sync", "backfill", None],
+    "key": ["watermark", "other"], "holder": ["h1", "h2", None], "event_type": EVENTS, "detail": [None, "x"],
+    "event": [None, '{"event_type":"x"}'], "data_map_version": [None, "v1", "v2"], "host": ["a", None],
+    "error": [None, "boom"], "filtered": [None, "{}"], "rejected": [None, "{}"], "notebook_path": [None, "p"],
+}
+TABLE_VALUES = {("ampkit_lease", "name"): ["hourly_sync", "other"], ("ampkit_run_rules", "name"): EVENTS}
+
+
+def moments():
+    return st.sampled_from(MOMENTS) | st.datetimes(min_value=dt.datetime(2020, 11, 28), max_value=dt.datetime(2022, 4, 3),
+                                                  timezones=st.just(UTC))
+
+
+def values_for(table: str, column: str, kind: str, nullable: bool):
+    pool = TABLE_VALUES.get((table, column)) or COLUMN_VALUES.get(column)
+    if pool is not None:
+        base = st.sampled_from([v for v in pool if v is not None or nullable])
+    elif kind == "INT64":
+        base = st.sampled_from([1, 2, 3, 4, 5, 2 ** 53 + 1]) | st.integers(-3, 10 ** 12)
+    elif kind == "TIMESTAMP":
+        base = moments()
+    elif kind == "DATE":
+        base = st.sampled_from([dt.date(2020, 12, 1), dt.date(2022, 3, 13), dt.date(2022, 3, 14)])
+    elif kind == "FLOAT64":
+        base = st.floats(0, 1e6, allow_nan=False)
+    elif kind == "BOOL":
+        base = st.booleans()
+    else:
+        base = st.text(alphabet="ab ☃é\"\\", max_size=4)
+    return (st.none() | base) if nullable else base
+
+
+@st.composite
+def table_rows(draw, table: str, max_rows: int = 6):
+    columns = TABLES[table]
+    required = REQUIRED[table]
+    n = draw(st.integers(0, max_rows))
+    rows = []
+    for i in range(n):
+        row = {c: draw(values_for(table, c, k, c not in required)) for c, k in columns}
+        if table in ("event_logs", "amplitude_events", "seed_late_arrivals"):
+            row["id"] = 1000 + i  # a row id is unique in the warehouse
+        if table == "ampkit_runs":
+            row["run_id"] = f"r{i + 1}"  # and so is a run's
+        rows.append(row)
+    return rows
+
+
+def parameter_values(name: str, kind: str):
+    special = {
+        "tz": st.sampled_from(ZONES), "lanes": st.integers(1, 8), "limit": st.integers(0, 5),
+        "min_id_length": st.integers(1, 6), "max_depth": st.integers(1, 6),
+        "max_properties_bytes": st.sampled_from([20, 1024, 1_000_000]),
+        "window_seconds": st.sampled_from([0, 59, 3600, 86400]),
+        "steps": st.lists(st.sampled_from(EVENTS[:6]), min_size=1, max_size=4, unique=True),
+        "active_events": st.lists(st.sampled_from(EVENTS), min_size=1, max_size=3, unique=True),
+        "blocklist": st.just(["null", "undefined", "00000000-0000-0000-0000-000000000000"]),
+        "reasons": st.lists(st.sampled_from(["backend", "no_id", "quota"]), min_size=1, max_size=2, unique=True),
+        "move_watermark": st.booleans(), "name": st.just("hourly_sync"),
+        "amplitude_start_date": st.sampled_from([dt.date(2020, 12, 1), dt.date(2022, 3, 14)]),
+    }
+    if name in special:
+        return special[name]
+    if name in ("depth_pattern", "flags_depth_pattern"):
+        return st.integers(1, 6).map(sync.depth_pattern)
+    if kind == "TIMESTAMP":
+        return moments()
+    if name in COLUMN_VALUES:
+        return st.sampled_from([v for v in COLUMN_VALUES[name] if v is not None])
+    return values_for("", name, kind, nullable=False)
+
+
+def tables_of(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return [t for t in TABLES if f" {t}" in text]
+
+
+@st.composite
+def inputs(draw, path: Path):
+    tables = {t: draw(table_rows(t)) for t in tables_of(path)}
+    params = {p: draw(parameter_values(p, sqlfiles.PARAMETER_TYPES[p])) for p in sqlfiles.parameters(str(path))}
+    return tables, params
+
+
+def duckdb_run(path: Path, tables: dict[str, list[dict]], params: dict):
+    """The file as ampkit runs it on DuckDB: (columns, rows, tables after), or the error."""
+    with warehouses.DuckDBWarehouse(":memory:") as wh:
+        for schema in sorted(SCHEMA):
+            wh.run(schema)
+        for name, rows in tables.items():
+            schema = pa.schema([(c, ARROW[k]) for c, k in TABLES[name]])
+            wh.append(name, pa.Table.from_pylist(rows, schema=schema))
+        result = wh.run(str(path), params)
+        with wh.connect() as con:
+            after = {name: con.sql(f"SELECT * FROM {name}").to_arrow_table().to_pylist() for name in tables}
+    return result.column_names, [tuple(r.values()) for r in result.to_pylist()], after
+
+
+def normal(value):
+    """Compare by meaning: instants in UTC, floats to 12 digits, JSON text by its parsed value."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(UTC).replace(fold=0)
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(normal(v) for v in value)
+    if isinstance(value, str) and value[:1] == "{" and value.endswith("},"):
+        try:
+            return ("json", json.dumps(json.loads(value[:-1]), sort_keys=True))
+        except ValueError:
+            return value
+    return value
+
+
+def bag(rows) -> list:
+    return sorted((tuple(normal(v) for v in r) for r in rows), key=repr)
+
+
+def compare(oracle, path: Path, tables, params) -> None:
+    try:
+        expected = oracle.run(path, tables, params)
+    except OracleError as exc:
+        expected = exc
+    try:
+        columns, rows, after = duckdb_run(path, tables, params)
+    except Exception as exc:  # noqa: BLE001 - an error is an answer to compare
+        got = exc
+    else:
+        got = None
+    where = f"{path.relative_to(ROOT)} with parameters {params!r} over rows {tables!r}"
+    if isinstance(expected, OracleError) or got is not None:
+        assert isinstance(expected, OracleError) and got is not None, (
+            f"{where}:\n  BigQuery (ZetaSQL): {expected if isinstance(expected, OracleError) else expected.rows}"
+            f"\n  DuckDB: {got if got is not None else rows}")
+        return
+    assert expected.rows is None or bag(rows) == bag(expected.rows), (
+        f"{where}:\n  BigQuery (ZetaSQL): {bag(expected.rows)}\n  DuckDB:             {bag(rows)}")
+    for name in tables:
+        want = bag(tuple(r.get(c) for c, _ in TABLES[name]) for r in expected.tables[name])
+        have = bag(tuple(r.get(c) for c, _ in TABLES[name]) for r in after[name])
+        assert have == want, f"{where}:\n  table {name} after, BigQuery (ZetaSQL): {want}\n  DuckDB: {have}"
+
+
+COMPUTED = [p for p in SQL_FILES if p.stem not in SCHEMA]
+
+
+@pytest.mark.parametrize("path", COMPUTED, ids=ids(COMPUTED))
+def test_duckdb_answers_as_bigquery_does(oracle, path):
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=PHASES,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(inputs(path))
+    def check(case):
+        tables, params = case
+        compare(oracle, path, tables, params)
+    check()
