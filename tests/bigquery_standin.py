@@ -70,7 +70,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from ampkit.sql import _portable  # the same rewrites (SAFE. -> TRY, DIV precedence) ampkit's DuckDB path uses
+from ampkit.sql import portable  # the same rewrites (SAFE. -> TRY, DIV precedence) ampkit's DuckDB path uses
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 500: "INTERNAL", 501: "NOT_IMPLEMENTED"}
@@ -162,7 +162,7 @@ def translate(text: str, default_dataset: str | None = None,
                     raise BigQueryError("invalidQuery", f"Query parameter '{name}' not found", "query")
                 node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build(parameter_types[name], dialect="bigquery")))
             used.append(name)
-        duck = tree.transform(_portable).sql(dialect="duckdb")
+        duck = portable(tree).sql(dialect="duckdb")
         out.append((tree, duck, sorted(set(used))))
     return out
 

@@ -76,6 +76,12 @@ def _portable(node: exp.Expression) -> exp.Expression:
             if isinstance(arg, (exp.Binary, exp.Unary)) and not isinstance(arg, exp.Paren):
                 node.set(key, exp.Paren(this=arg.copy()))
         return node if isinstance(node.parent, exp.Paren) else exp.Paren(this=node.copy())
+    # TIMESTAMP_MICROS/MILLIS are instants in BigQuery, but sqlglot writes DuckDB's MAKE_TIMESTAMP /
+    # EPOCH_MS, which return a TIMESTAMP without a zone: a Python caller then compares a naive
+    # datetime with aware ones and matches nothing. Read as UTC, they are the same instant.
+    if (isinstance(node, exp.UnixToTime) and node.args.get("scale") is not None
+            and node.args["scale"].name in ("3", "6") and not isinstance(node.parent, exp.AtTimeZone)):
+        return exp.AtTimeZone(this=node.copy(), zone=exp.Literal.string("UTC"))
     # BigQuery's SAFE. prefix (NULL instead of an error) has no DuckDB spelling in sqlglot;
     # DuckDB's TRY() has the same meaning.
     if isinstance(node, exp.SafeFunc):
@@ -102,7 +108,20 @@ def duckdb_statements(name: str) -> tuple[str, ...]:
         # sqlglot's message spans lines and carries terminal colour codes; keep one plain line.
         detail = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0]
         raise WarehouseError(f"{path(name).name} is not valid BigQuery SQL: {detail}") from None
-    return tuple(t.transform(_portable).sql(dialect="duckdb") for t in trees if t is not None)
+    return tuple(portable(t).sql(dialect="duckdb") for t in trees if t is not None)
+
+
+def portable(tree: exp.Expression) -> exp.Expression:
+    """`tree` with _portable's rewrites applied bottom-up (a rewritten node's subtree is already
+    rewritten when it is wrapped or copied, which sqlglot's top-down transform does not ensure)."""
+    for node in reversed(list(tree.walk(bfs=False))):
+        new = _portable(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
 
 
 def bigquery_statements(name: str) -> tuple[str, ...]:
