@@ -100,3 +100,56 @@ def test_row_loaded_five_hours_late_after_several_runs_is_sent_once(wh_url, amp,
     assert late.accepted == 1
     rel.delivered({f"{prefix}-1", f"{prefix}-2"}, support.exported(amp.url, prefix), "5 h late")
     assert support.books(wh_url) == []
+
+
+def test_the_hourly_path_through_odd_minute_loads_a_clock_that_jumps_and_an_outage(wh_url, amp, prefix, rel):
+    """The ordinary hourly run (no --start/--end), as a scheduler drives it: loads commit at odd
+    minutes, seconds and microseconds (on the hour and a microsecond after it too); the scheduler
+    stops for longer than the lookback while loads go on; a run's clock steps back once. Every
+    staged row gets exactly one outcome, each load is taken by the first run whose clock has passed
+    it, and the watermark never passes a staged row without an outcome."""
+    start = NOW - 20 * HOUR
+
+    def t(minutes, seconds=0, micros=0):
+        return start + dt.timedelta(minutes=minutes, seconds=seconds, microseconds=micros)
+
+    loads = [t(3, 27, 481516), t(17), t(60), t(60, 0, 1), t(119, 59, 999999), t(143, 12, 5),
+             # the outage: no run from +3 h to +9 h (longer than the 2 h lookback); loads go on
+             t(200), t(261, 41, 1), t(320, 0, 500000), t(389, 59, 999999), t(451, 7), t(512, 33, 3),
+             t(566), t(601, 1, 1), t(677, 59, 59)]
+    # In the order they happen; the sixth run's clock stepped back 5 minutes behind the fifth's.
+    runs = [t(5), t(65, 13, 123456), t(125, 5), t(180), t(545, 2, 1), t(540), t(605), t(665, 44, 2), t(725)]
+    timeline = sorted([(when, "load", 0) for when in loads]
+                      + [(when if k != 5 else runs[4], "run", k) for k, when in enumerate(runs)], key=lambda e: (e[0], e[2]))
+    staged: dict[int, dt.datetime] = {}
+    taken_by: dict[int, int] = {}
+    for when, what, k in timeline:
+        if what == "load":
+            first = len(staged) + 1
+            rows = [support.row(first + i, prefix, timestamp=when - (i + 1) * MINUTE) for i in range(3)]
+            log_rows(wh_url, rows)
+            assert staged_at(wh_url, when) == len(rows)
+            staged.update({r["id"]: when for r in rows})
+            continue
+        result = sync.run(support.config(wh_url, amp.url, now=runs[k], **SETTINGS), progress="none")
+        assert result.status == "ok", result.error
+        support.identity(result)
+        outcomes = support.outcome_of(wh_url, list(staged))
+        for id_ in outcomes:
+            taken_by.setdefault(id_, k)
+        mark = support.watermark(wh_url)
+        waiting = sorted(loaded for id_, loaded in staged.items() if id_ not in outcomes)
+        assert mark is None or not waiting or waiting[0] > mark, (
+            f"run {k} at {runs[k]}: the watermark {mark} passed rows without an outcome loaded at {waiting[:3]}")
+
+    outcomes = support.outcome_of(wh_url, list(staged))
+    assert set(outcomes) == set(staged), f"rows without an outcome: {sorted(set(staged) - set(outcomes))[:10]}"
+    assert {o for o, _ in outcomes.values()} == {"accepted"}
+    twice = support.query(wh_url, "SELECT id, COUNT(*) AS n FROM ampkit_deliveries GROUP BY id HAVING COUNT(*) > 1")
+    assert not twice, f"rows with more than one outcome: {twice[:5]}"
+    for id_, loaded in staged.items():
+        first_after = next(k for k, clock in enumerate(runs) if clock >= loaded)
+        assert taken_by[id_] == first_after, (
+            f"row {id_} loaded at {loaded} was taken by run {taken_by[id_]} ({runs[taken_by[id_]]}), "
+            f"not by the first run after it, {first_after} ({runs[first_after]})")
+    rel.delivered({f"{prefix}-{i}" for i in staged}, support.exported(amp.url, prefix), "the hourly path")
