@@ -15,7 +15,8 @@ in time order, so one id's events never overtake each other. Per request:
 - 429: only the throttled devices and users are held (at least `throttle_hold_seconds`) while
   the rest keeps flowing; ids over their daily quota are dead-lettered as `quota`;
 - 5xx, timeouts, dropped connections, non-JSON 200s: retried with capped exponential backoff and
-  jitter, within the run's retry budget; past it the run fails and the watermark stays.
+  jitter, within the retry budget (time without progress, not since the start); past it the run fails
+  and the watermark stays.
 """
 from __future__ import annotations
 
@@ -250,7 +251,10 @@ class Sender:
         self.lanes = lanes
         self.max_events = max_events
         self.max_bytes = client.max_bytes
-        self.deadline = clock() + budget_seconds
+        # The budget is per stall: time without progress (a request that settled events), not a
+        # deadline from the start; a healthy run 10 minutes in must survive its first 503.
+        self.budget_seconds = budget_seconds
+        self.progress_at = clock()
         self.max_backoff = max_backoff_seconds
         self.hold_seconds = hold_seconds
         self.sleep = sleep
@@ -429,6 +433,8 @@ class Sender:
                                "events": len(request), "status": status, "attempt": attempt,
                                "kind": verdict.kind if verdict else "transport_error"})
             if verdict is not None and verdict.kind != "retry":
+                if verdict.kind in ("ok", "rejected"):
+                    self.progress_at = max(self.progress_at, self.clock())
                 if attempt:
                     logger.info("request recovered status=%s events=%d attempts=%d", status, len(request), attempt + 1)
                 return verdict
@@ -444,5 +450,7 @@ class Sender:
         self.sleep(delay)
 
     def _check_budget(self, delay: float, reason: str) -> None:
-        if self.clock() + delay > self.deadline:
-            raise SyncError(f"retry budget exhausted ({reason}); the window stays open and the next run resends it")
+        stalled = self.clock() + delay - self.progress_at
+        if stalled > self.budget_seconds:
+            raise SyncError(f"retry budget exhausted: no progress for {stalled:.0f}s ({reason}); "
+                            "the window stays open and the next run resends it")

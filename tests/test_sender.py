@@ -152,3 +152,62 @@ def test_a_413_dead_letters_only_an_event_over_the_cap_and_waits_out_a_storm():
         sender.close()
     assert result.accepted == 4 and result.retries > 0
     assert [(i, reason) for i, reason, _ in result.dead] == [(4, "too_large")]
+
+
+class SlowThenFlakyClient:
+    """A healthy but slow Amplitude (each request takes `latency` seconds of the fake clock), then one 503."""
+
+    max_bytes = 10_000
+    eps_per_id = 0
+
+    def __init__(self, clock, latency: float, fail_at: int, failures: int = 1):
+        self.clock, self.latency, self.fail_at, self.failures, self.calls = clock, latency, fail_at, failures, 0
+
+    def post(self, events):
+        from ampkit.amplitude import Verdict
+        self.calls += 1
+        self.clock.now += self.latency
+        if self.fail_at <= self.calls < self.fail_at + self.failures:
+            return Verdict("retry", 503, "unavailable")
+        return Verdict("ok", 200)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_the_retry_budget_is_time_without_progress_not_time_since_the_start():
+    from ampkit.sender import Sender
+    clock = FakeClock()
+    client = SlowThenFlakyClient(clock, latency=100.0, fail_at=12)
+    sender = Sender(client, lanes=1, max_events=1, sleep=clock.sleep, clock=clock, budget_seconds=600)
+    events = ['{"d":"dev","n":%d}' % i for i in range(15)]
+    try:
+        result = sender.send(chunk_of(events, [0] * len(events)))
+    finally:
+        sender.close()
+    assert clock.now > 1200 and result.accepted == 15 and result.retries == 1  # 20 minutes in, one 503 survived
+
+
+def test_a_stall_longer_than_the_budget_fails_the_run():
+    import pytest
+    from ampkit.errors import SyncError
+    from ampkit.sender import Sender
+    clock = FakeClock()
+    client = SlowThenFlakyClient(clock, latency=30.0, fail_at=3, failures=10_000)
+    sender = Sender(client, lanes=1, max_events=1, sleep=clock.sleep, clock=clock, budget_seconds=600,
+                    max_backoff_seconds=60)
+    try:
+        with pytest.raises(SyncError, match="no progress for"):
+            sender.send(chunk_of(['{"d":"dev","n":%d}' % i for i in range(5)], [0] * 5))
+    finally:
+        sender.close()
+    # Progress stopped at 60 s (two accepted requests); the run gives up within one request of 60 + 600 s.
+    assert client.calls > 3 and 600 < clock.now <= 60 + 600 + 30
