@@ -246,15 +246,27 @@ def _leased(config, wh, data_map, run_id, holder, record, result, started, now, 
     except BaseException as exc:
         result.status = "failed"
         result.error = config.redact(str(exc) or type(exc).__name__)
-        _record(wh, record, result, started, "failed")
-        state.release(wh, holder)
+        try:
+            _record(wh, record, result, started, "failed")
+        finally:
+            _let_go(wh, holder)
         if isinstance(exc, AmpkitError):
             # Re-raised with the redacted message: errors must never carry a secret.
             raise type(exc)(result.error) from None
         raise
-    _record(wh, record, result, started, result.status)
-    state.release(wh, holder)
+    try:
+        _record(wh, record, result, started, result.status)
+    finally:
+        _let_go(wh, holder)
     return result
+
+
+def _let_go(wh, holder: str) -> None:
+    """Give the lease back, whatever happened before; if even that fails, it expires on its own."""
+    try:
+        state.release(wh, holder)
+    except AmpkitError as exc:
+        logger.warning("the lease could not be given back (%s); it expires on its own", exc)
 
 
 def _record(wh, record: state.RunRecord, result: SyncResult, started: float, status: str) -> None:

@@ -352,3 +352,21 @@ def test_depth_pattern_accepts_exactly_the_sequences_within_its_depth(levels):
             return "{" + "".join(tree(d + 1) if rng.random() < 0.7 else "[]" for _ in range(rng.randint(1, 3))) + "}"
         text = tree(1)
         assert bool(pattern.fullmatch(text)) == (_depth(text) <= levels), text
+
+
+def test_the_lease_is_given_back_when_recording_the_run_fails(seeded, make_config):
+    # The ledger refuses the run's final row (a CHECK the run cannot satisfy; DuckDB checks it on
+    # insert): the 'running' row goes in, recording the result fails, and the lease must still be
+    # released, or every later run would skip until it expired.
+    with warehouses.open(seeded) as wh:
+        wh.ensure_state()
+        with wh.connect() as con:
+            columns = ", ".join(f"{n} {t}" for n, t in con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'ampkit_runs' "
+                "ORDER BY ordinal_position").fetchall())
+            con.execute("DROP TABLE ampkit_runs")
+            con.execute(f"CREATE TABLE ampkit_runs ({columns}, CHECK (status IN ('running', 'skipped_locked')))")
+    with pytest.raises(WarehouseError):
+        sync.run(make_config(), progress="none")
+    with warehouses.open(seeded) as wh:
+        assert _query(wh, "SELECT * FROM ampkit_lease") == []
