@@ -388,7 +388,7 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     for warning in result.warnings[-len(keys):] if keys else []:
         logger.warning("data map: %s", warning)
     state.write_rules(wh, run_id, decisions)
-    params = extract_params(config, run_id, now)
+    params = extract_params(config, run_id, now, lookback_start, b)
     dead_rows: list[dict] = []
     bar.total(w.extracted)
     batches = wh.stream("sync_extract", params, batch_rows=STREAM_ROWS)
@@ -440,7 +440,7 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     try:
         wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(), "start_time": params["start_time"],
                                  "watermark": b, "move_watermark": move_watermark, "name": state.LEASE_NAME,
-                                 "holder": holder})
+                                 "holder": holder, "lookback_start": lookback_start, "window_end": b})
     except WarehouseError:
         state.check_held(wh, holder)  # the fence refused the commit: say so, not the raw engine error
         raise
@@ -453,9 +453,11 @@ def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResul
     return w
 
 
-def extract_params(config: Config, run_id: str, now: dt.datetime) -> dict:
-    """The parameters of sync_extract.sql (and of sync_resolve.sql's start_time) for one run (pure)."""
-    return {"run_id": run_id, "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
+def extract_params(config: Config, run_id: str, now: dt.datetime, lookback_start: dt.datetime = EPOCH,
+                   window_end: dt.datetime | None = None) -> dict:
+    """The parameters of sync_extract.sql (and of sync_resolve.sql's start_time) for one window of a run:
+    rows loaded in (lookback_start, window_end] (default: any loaded by `now`) (pure)."""
+    return {"run_id": run_id, "lookback_start": lookback_start, "window_end": window_end or now, "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
             "min_id_length": config.min_id_length, "blocklist": list(amplitude.BLOCKLISTED_IDS),
             "future_limit": now + FUTURE_TOLERANCE, "max_properties_bytes": MAX_PROPERTIES_BYTES,
             "max_depth": MAX_PROPERTIES_DEPTH, "depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH),

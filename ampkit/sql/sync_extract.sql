@@ -32,6 +32,9 @@ WITH sendable AS (
   JOIN ampkit_run_rules AS r
     ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
   WHERE p.run_id = @run_id AND r.action = 'send' AND (p.event_time >= @start_time OR p.event_time IS NULL)
+    -- The window's loaded_at range, where the snapshot took its rows: BigQuery reads only those
+    -- partitions of amplitude_events, not all of history.
+    AND a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
 ),
 checked AS (
   SELECT

@@ -34,6 +34,8 @@ INSERT INTO ampkit_outcome_counts (run_id, bucket, name, loaded_at, outcome, rea
 SELECT @run_id, TIMESTAMP_MICROS(DIV(UNIX_MICROS(d.event_time), 900000000) * 900000000), d.name, d.loaded_at, d.outcome, d.reason, COUNT(*)
 FROM ampkit_deliveries AS d
 WHERE d.run_id = @run_id AND d.id IN (SELECT id FROM ampkit_pending WHERE run_id = @run_id)
+  -- The slice's rows were loaded in the window: only its partitions of ampkit_deliveries are read.
+  AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end
 GROUP BY 2, 3, 4, 5, 6;
 DELETE FROM ampkit_state WHERE key = 'watermark' AND @move_watermark;
 INSERT INTO ampkit_state (key, value, run_id, updated_at)
