@@ -452,5 +452,5 @@ class Sender:
     def _check_budget(self, delay: float, reason: str) -> None:
         stalled = self.clock() + delay - self.progress_at
         if stalled > self.budget_seconds:
-            raise SyncError(f"retry budget exhausted: no progress for {stalled:.0f}s ({reason}); "
+            raise SyncError(f"retry budget exhausted ({reason}): no progress for {stalled:.0f}s; "
                             "the window stays open and the next run resends it")
