@@ -277,6 +277,8 @@ class Sender:
         result = SendResult()
         if not len(chunk):
             return result
+        # Time the warehouse spent between chunks (snapshot, extract, finalize) is not Amplitude stalling.
+        self.progress_at = max(self.progress_at, self.clock())
         pacers = [self._pacers[int(lane)] if self.pace_eps else None for lane in np.unique(chunk.lanes)]
         jobs = [self._pool.submit(self._lane, chunk, np.flatnonzero(chunk.lanes == lane), pacer)
                 for lane, pacer in zip(np.unique(chunk.lanes), pacers)]
