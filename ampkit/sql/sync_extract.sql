@@ -96,7 +96,8 @@ SELECT
     '{"event_type":', TO_JSON_STRING(name),
     IF(user_key IS NULL, '', CONCAT(',"user_id":', TO_JSON_STRING(user_key))),
     IF(device_key IS NULL, '', CONCAT(',"device_id":', TO_JSON_STRING(device_key))),
-    ',"time":', CAST(UNIX_MILLIS(timestamp) AS STRING),
+    -- Milliseconds truncated as BigQuery's UNIX_MILLIS does (DuckDB's EPOCH_MS rounds: 13.0088 s became 13.009).
+    ',"time":', CAST(DIV(UNIX_MICROS(timestamp), 1000) AS STRING),
     ',"insert_id":', TO_JSON_STRING(insert_key),
     IF(source IS NULL, '', CONCAT(',"platform":', TO_JSON_STRING(source))),
     IF(version IS NULL, '', CONCAT(',"app_version":', TO_JSON_STRING(version))),
