@@ -290,7 +290,7 @@ class DuckDBWarehouse(Warehouse):
             for statement in statements[:-1]:
                 con.execute(statement, _used_params(statement, params))
             rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
-            return rel.to_arrow_table() if rel is not None else pa.table({})
+            return _as_bigquery(rel.to_arrow_table()) if rel is not None else pa.table({})
 
     def stream(self, query, params=None, batch_rows=BATCH_ROWS):
         import duckdb
@@ -304,6 +304,7 @@ class DuckDBWarehouse(Warehouse):
                 rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
                 for batch in rel.to_arrow_reader(batch_rows):
                     if batch.num_rows:
+                        batch = _as_bigquery(batch)
                         started = True
                         # Handed over, not kept: this frame holding it while the caller works
                         # would keep the engine's copy alive beside the caller's.
@@ -349,6 +350,19 @@ class DuckDBWarehouse(Warehouse):
         if self._memory is not None:
             self._memory.close()
             self._memory = None
+
+
+def _as_bigquery(data):
+    """DuckDB's answer typed as BigQuery's: a SUM of INT64s is an INT64 there, a 128-bit integer
+    (Arrow decimal128(38, 0)) here. Cast back, refusing an overflow as BigQuery would."""
+    fields = [i for i, f in enumerate(data.schema) if pa.types.is_decimal(f.type) and f.type.scale == 0]
+    if not fields:
+        return data
+    columns = [c.cast(pa.int64()) if i in fields else c for i, c in enumerate(data.columns)]
+    names = data.schema.names
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(columns, names=names)
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def _used_params(statement: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -494,6 +508,8 @@ def check_params(params: Mapping[str, Any] | None) -> None:
         element = kind[6:-1] if kind.startswith("ARRAY<") else None
         if element is not None and not isinstance(value, (list, tuple)):
             raise WarehouseError(f"parameter @{name} must be a list ({kind})")
+        if element is not None and any(v is None for v in value):
+            raise WarehouseError(f"parameter @{name} holds a NULL, which BigQuery refuses in an array")
         for v in (value if element is not None else [value]):
             given = None if v is None else _bq_type(v)
             if given not in (None, element or kind) and not ((element or kind) == "FLOAT64" and given == "INT64"):
