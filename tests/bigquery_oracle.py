@@ -330,7 +330,7 @@ class Oracle:
                 row = content.table_data.row.add()
                 for column, kind in columns:
                     row.cell.append(self.value(kind, r.get(column)))
-        for name in sqlfiles.PARAMETER_TYPES:
+        for name in self.parameter_types:
             if name in params and re.search(rf"@{name}\b", text):
                 request.params.add(name=name).value.CopyFrom(self.value(self.parameter_types[name], params[name]))
 
@@ -338,7 +338,13 @@ class Oracle:
         try:
             return self._call(rpc, request, response)
         except RuntimeError as exc:
+            # The evaluator places an error in the statement it was given; placed in the file here.
             line, column, message = _location(str(exc), statement.text, 0)
+            data = Path(path).read_text(encoding="utf-8").encode("utf-8")
+            rest = data[statement.offset:].decode("utf-8", "replace")
+            head = data[:statement.offset].decode("utf-8", "replace") + rest[:len(rest) - len(rest.lstrip())]
+            top, left = head.count("\n") + 1, len(head) - head.rfind("\n")
+            line, column = top + line - 1, (left + column - 1 if line == 1 else column)
             raise OracleError(Finding(_display(path), line, column, message)) from exc
 
     def _apply(self, state, response) -> None:

@@ -13,6 +13,7 @@ the tables left behind must be equal.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 import os
@@ -36,7 +37,7 @@ REQUIRED = required_columns()
 UTC = dt.timezone.utc
 ARROW = {"INT64": pa.int64(), "STRING": pa.string(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
          "DATE": pa.date32(), "FLOAT64": pa.float64(), "BOOL": pa.bool_()}
-EXAMPLES = int(os.environ.get("AMPKIT_ORACLE_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("AMPKIT_ORACLE_EXAMPLES", "15"))
 # Shrinking a difference re-runs both engines hundreds of times; AMPKIT_ORACLE_SHRINK=1 asks for it.
 PHASES = tuple(p for p in Phase if p != Phase.shrink or os.environ.get("AMPKIT_ORACLE_SHRINK") == "1")
 
@@ -143,19 +144,29 @@ COLUMN_VALUES = {
 TABLE_VALUES = {("ampkit_lease", "name"): ["hourly_sync", "other"], ("ampkit_run_rules", "name"): EVENTS}
 
 
-def moments():
-    return st.sampled_from(MOMENTS) | st.datetimes(min_value=dt.datetime(2020, 11, 28), max_value=dt.datetime(2022, 4, 3),
-                                                  timezones=st.just(UTC))
+def moments(anchors=()):
+    """Instants: the pool above, the parameters' own bounds and a microsecond either side of them
+    (so rows meet the ranges they are filtered by), or any instant of the period."""
+    near = [a + d for a in anchors if isinstance(a, dt.datetime) and a.year < 9000
+            for d in (dt.timedelta(0), dt.timedelta(microseconds=1), -dt.timedelta(microseconds=1))]
+    anywhere = st.datetimes(min_value=dt.datetime(2020, 11, 28), max_value=dt.datetime(2022, 4, 3), timezones=st.just(UTC))
+    pool = st.sampled_from(near * 3 + MOMENTS)  # a range's inside and edges first, then the instants above
+    return st.one_of(pool, pool, pool, anywhere)
 
 
-def values_for(table: str, column: str, kind: str, nullable: bool):
+def values_for(table: str, column: str, kind: str, nullable: bool, anchors=()):
     pool = TABLE_VALUES.get((table, column)) or COLUMN_VALUES.get(column)
+    named = [a for a in anchors if isinstance(a, str)]
+    if column in ("name", "event_type") and named and table not in ("ampkit_lease",):
+        # The events the query asks about (funnel steps, active events) come up most often.
+        base = st.one_of(st.sampled_from(named), st.sampled_from(named), st.sampled_from(pool))
+        return (st.none() | base) if nullable else base
     if pool is not None:
         base = st.sampled_from([v for v in pool if v is not None or nullable])
     elif kind == "INT64":
         base = st.sampled_from([1, 2, 3, 4, 5, 2 ** 53 + 1]) | st.integers(-3, 10 ** 12)
     elif kind == "TIMESTAMP":
-        base = moments()
+        base = moments(anchors)
     elif kind == "DATE":
         base = st.sampled_from([dt.date(2020, 12, 1), dt.date(2022, 3, 13), dt.date(2022, 3, 14)])
     elif kind == "FLOAT64":
@@ -168,19 +179,35 @@ def values_for(table: str, column: str, kind: str, nullable: bool):
 
 
 @st.composite
-def table_rows(draw, table: str, max_rows: int = 6):
+def table_rows(draw, table: str, anchors=(), max_rows: int = 6, inside=()):
     columns = TABLES[table]
     required = REQUIRED[table]
-    n = draw(st.integers(0, max_rows))
+    n = draw(st.sampled_from([max_rows, 3, max_rows, 0]))
     rows = []
     for i in range(n):
-        row = {c: draw(values_for(table, c, k, c not in required)) for c, k in columns}
-        if table in ("event_logs", "amplitude_events", "seed_late_arrivals"):
+        row = {c: draw(values_for(table, c, k, c not in required, anchors)) for c, k in columns}
+        # Most rows fall inside the ranges the query filters on (every time column of the row: a
+        # row must pass all of a query's ranges at once to be counted).
+        if inside and draw(st.sampled_from([True, True, True, False])):
+            for c, k in columns:
+                if k == "TIMESTAMP" and row[c] is not None:
+                    row[c] = draw(st.sampled_from(inside))
+        if table in ("event_logs", "seed_late_arrivals"):
             row["id"] = 1000 + i  # a row id is unique in the warehouse
+        if table == "amplitude_events":
+            row["id"] = 1003 + i  # staged ids overlap event_logs' in part: staging skips those only
         if table == "ampkit_runs":
             row["run_id"] = f"r{i + 1}"  # and so is a run's
         rows.append(row)
     return rows
+
+
+# Most likely first: Hypothesis leans to a strategy's first choices, so an empty range comes last.
+SPANS = [dt.timedelta(days=1), dt.timedelta(days=9), dt.timedelta(hours=1), dt.timedelta(days=60),
+         dt.timedelta(hours=7, minutes=30), dt.timedelta(minutes=15), dt.timedelta(microseconds=1), dt.timedelta(0)]
+# Bounds that callers always pass in order (lower first); drawn apart, most ranges would be empty.
+ORDERED = [["lookback_start", "window_start", "window_end"], ["event_start", "event_end"],
+           ["start_ts", "end_ts", "scan_end"], ["since", "until"]]
 
 
 def parameter_values(name: str, kind: str):
@@ -194,8 +221,11 @@ def parameter_values(name: str, kind: str):
         "blocklist": st.just(["null", "undefined", "00000000-0000-0000-0000-000000000000"]),
         "reasons": st.lists(st.sampled_from(["backend", "no_id", "quota"]), min_size=1, max_size=2, unique=True),
         "move_watermark": st.booleans(), "name": st.just("hourly_sync"), "run_id": st.sampled_from(["r1", "r2"]),
-        "recon_id": st.just("x1"),
+        "recon_id": st.just("x1"), "holder": st.sampled_from(["h1", "h2"]),
         "amplitude_start_date": st.sampled_from([dt.date(2020, 12, 1), dt.date(2022, 3, 14)]),
+        "start_time": st.sampled_from([dt.datetime(2020, 12, 1, tzinfo=UTC), dt.datetime(2022, 3, 14, 9, tzinfo=UTC)]),
+        # The hourly run reads every event time: its bounds are the epoch and the far future.
+        "event_start": st.just(sync.EPOCH) | moments(), "event_end": st.just(sync.FAR_FUTURE) | moments(),
     }
     if name in special:
         return special[name]
@@ -214,9 +244,57 @@ def tables_of(path: Path) -> list[str]:
 
 
 @st.composite
+def sync_world(draw, tables: dict, params: dict):
+    """The sync's working tables as a run leaves them: pending rows taken from staged rows, the data
+    map's decision per (name, source), some dead letters, the lease mostly held by the caller."""
+    run_id = params.get("run_id", "r1")
+    staged = tables.get("amplitude_events") or draw(table_rows("amplitude_events", ()))
+    pending = []
+    for row in staged:
+        if draw(st.sampled_from([True, True, True, False])):
+            pending.append({"run_id": draw(st.sampled_from([run_id, run_id, "r3"])), "id": row["id"], "name": row["name"],
+                            "source": row["source"], "insert_id": row["insert_id"] or f"sg-{row['id']}",
+                            "event_time": row["timestamp"], "loaded_at": row["loaded_at"], "rule": None, "outcome": None})
+    world = {"ampkit_pending": pending}
+    keys = {(p["name"], p["source"]) for p in pending}
+    world["ampkit_run_rules"] = [{"run_id": run_id, "name": n, "source": src, "action": draw(st.sampled_from(["send", "send", "exclude", "hold"])),
+                                  "rule": draw(st.sampled_from(["default", "backend", "code_insights"])), "reason": None}
+                                 for n, src in sorted(keys, key=repr)]
+    world["ampkit_dead_letters"] = [{"run_id": run_id, "id": p["id"], "insert_id": p["insert_id"], "name": p["name"],
+                                     "event_time": p["event_time"], "loaded_at": p["loaded_at"],
+                                     "reason": draw(st.sampled_from(["no_id", "quota"])), "detail": None, "event": None,
+                                     "created_at": p["loaded_at"], "replayed_run_id": None}
+                                    for p in pending if draw(st.sampled_from([False, False, False, True]))]
+    world["ampkit_deliveries"] = [{"id": p["id"] + 100, "insert_id": p["insert_id"], "name": p["name"], "source": p["source"],
+                                   "event_time": p["event_time"], "loaded_at": p["loaded_at"], "outcome": "accepted",
+                                   "reason": None, "run_id": "r0", "delivered_at": p["loaded_at"]}
+                                  for p in pending if draw(st.sampled_from([False, False, False, False, True]))]
+    if draw(st.sampled_from([True, True, True, False])):
+        world["ampkit_lease"] = [{"name": params.get("name", "hourly_sync"), "holder": params.get("holder", "h1"),
+                                  "acquired_at": None, "expires_at": None}]
+    return {**{"amplitude_events": staged}, **world}
+
+
+@st.composite
 def inputs(draw, path: Path):
-    tables = {t: draw(table_rows(t)) for t in tables_of(path)}
     params = {p: draw(parameter_values(p, sqlfiles.PARAMETER_TYPES[p])) for p in sqlfiles.parameters(str(path))}
+    for chain in ORDERED:
+        # Each bound after the first is the one before plus a span (nothing, a microsecond, ... weeks),
+        # so ranges are ordered, mostly non-empty, and sometimes exactly empty.
+        present = [p for p in chain if p in params and params[p].year < 9000]
+        for lower, upper in zip(present, present[1:]):
+            params[upper] = params[lower] + draw(st.sampled_from(SPANS))
+    ranges = [(params[a], params[b]) for chain in ORDERED for present in [[p for p in chain if p in params]]
+              for a, b in zip(present, present[1:]) if params[a].year < 9000 and params[b].year < 9000]
+    inside = tuple(a + (b - a) / 2 for a, b in ranges)
+    anchors = inside + tuple(v for v in params.values() if isinstance(v, dt.datetime)) + tuple(
+        e for v in params.values() if isinstance(v, list) for e in v if isinstance(e, str))
+    names = tables_of(path)
+    within = tuple(p for a, b in ranges if b > a for p in (a + dt.timedelta(microseconds=1), a + (b - a) / 2, b))
+    tables = {t: draw(table_rows(t, anchors, inside=within)) for t in names}
+    if "ampkit_pending" in names:
+        world = draw(sync_world(tables, params))
+        tables.update({t: rows for t, rows in world.items() if t in names})
     return tables, params
 
 
@@ -239,6 +317,8 @@ def normal(value):
     if isinstance(value, dt.datetime):
         # A TIMESTAMP is an instant: a naive datetime is another type (DuckDB's TIMESTAMP), not equal.
         return value.astimezone(UTC).replace(fold=0) if value.tzinfo else ("naive", value)
+    if isinstance(value, decimal.Decimal):
+        return ("decimal", str(value))  # BigQuery answers INT64 or FLOAT64; a DECIMAL is another type
     if isinstance(value, float):
         return float(f"{value:.12g}") if math.isfinite(value) else str(value)
     if isinstance(value, (list, tuple)):
@@ -291,6 +371,8 @@ def compare(oracle, path: Path, tables, params):
             f"{where}:\n  BigQuery (ZetaSQL): {expected if isinstance(expected, OracleError) else expected.rows}"
             f"\n  DuckDB: {got if got is not None else rows}")
         return None
+    if expected.rows is not None and not any(c.startswith("$") for c in expected.columns):
+        assert columns == expected.columns, f"{where}:\n  columns, BigQuery (ZetaSQL): {expected.columns}\n  DuckDB: {columns}"
     if expected.rows is not None:
         have = bag(engine_specific(path, columns, rows, params))
         want = bag(engine_specific(path, expected.columns, expected.rows, params))
@@ -303,22 +385,28 @@ def compare(oracle, path: Path, tables, params):
 
 
 COMPUTED = [p for p in SQL_FILES if p.stem not in SCHEMA]
+# Files whose answer needs several rows to line up (a person's steps in order, within a window):
+# more cases, so enough of them answer.
+SPARSE = {"onboarding_funnel": 3, "onboarding_retention": 2}
 
 
 @pytest.mark.parametrize("path", COMPUTED, ids=ids(COMPUTED))
 def test_duckdb_answers_as_bigquery_does(oracle, path):
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=PHASES,
+    examples = EXAMPLES * SPARSE.get(path.stem, 1)
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None, phases=PHASES,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(inputs(path))
     def check(case):
         tables, params = case
         result = compare(oracle, path, tables, params)
-        if result is not None and (result.rows or result.tables != tables):
+        if result is not None and (result.rows or {n: result.tables[n] for n in tables} != tables):
             answered.append(1)
     answered: list[int] = []
     check()
-    # A test whose every case answers nothing and changes nothing could not fail: the pools must meet.
-    assert answered, f"{path.name}: no generated case gave rows or changed a table"
+    # A case that answers nothing and changes nothing cannot fail: most cases must meet the pools.
+    assert len(answered) >= max(2, examples // 8), (
+        f"{path.name}: only {len(answered)} of {examples} generated cases gave rows or changed a table")
 
 
 # --- hand-computed expectations, checked on both engines ------------------------------------------
@@ -459,12 +547,28 @@ def unbounded_references(path: Path) -> set[str]:
             scope = table.find_ancestor(exp.Select, exp.Delete, exp.Update)
             conditions = [scope.args.get("where")] + [j.args.get("on") for j in scope.args.get("joins") or []]
             alias = table.alias_or_name
-            bounded = any(isinstance(c, exp.Column) and c.name == column and c.table in ("", alias)
-                          and isinstance(c.parent, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between))
+            bounded = any(c.name == column and c.table in ("", alias) and prunes(c, cond)
                           for cond in conditions if cond is not None for c in cond.find_all(exp.Column))
             if not bounded:
                 found.add(table.name)
     return found
+
+
+def prunes(column, condition) -> bool:
+    """Whether a predicate on `column` lets BigQuery skip partitions: a comparison with constants or
+    parameters only, ANDed into the condition (under an OR, or against another column, it does not)."""
+    exp = sqlglot.exp
+    comparison = column.parent
+    if not isinstance(comparison, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between)):
+        return False
+    if any(other is not column for other in comparison.find_all(exp.Column)):
+        return False
+    node = comparison
+    while node is not condition:
+        node = node.parent
+        if not isinstance(node, (exp.And, exp.Paren, exp.Where)) and node is not condition:
+            return False
+    return True
 
 
 # What still reads a partitioned table whole, and why it is left so for now. A ratchet: the test fails
@@ -502,3 +606,7 @@ def test_the_partition_check_sees_an_unbounded_read(tmp_path):
     bad.write_text("SELECT p.id FROM ampkit_pending AS p JOIN amplitude_events AS a ON a.id = p.id "
                    "WHERE a.loaded_at > @since", encoding="utf-8")
     assert unbounded_references(bad) == set()
+    for weak in ("a.loaded_at > @since OR p.id > 1", "a.loaded_at > p.loaded_at"):
+        bad.write_text("SELECT p.id FROM ampkit_pending AS p JOIN amplitude_events AS a ON a.id = p.id "
+                       f"WHERE {weak}", encoding="utf-8")
+        assert unbounded_references(bad) == {"amplitude_events"}, weak
