@@ -457,7 +457,8 @@ def extract_params(config: Config, run_id: str, now: dt.datetime, lookback_start
                    window_end: dt.datetime | None = None) -> dict:
     """The parameters of sync_extract.sql (and of sync_resolve.sql's start_time) for one window of a run:
     rows loaded in (lookback_start, window_end] (default: any loaded by `now`) (pure)."""
-    return {"run_id": run_id, "lookback_start": lookback_start, "window_end": window_end or now, "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
+    return {"run_id": run_id, "lookback_start": lookback_start, "window_end": window_end or now,
+            "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
             "min_id_length": config.min_id_length, "blocklist": list(amplitude.BLOCKLISTED_IDS),
             "future_limit": now + FUTURE_TOLERANCE, "max_properties_bytes": MAX_PROPERTIES_BYTES,
             "max_depth": MAX_PROPERTIES_DEPTH, "depth_pattern": depth_pattern(MAX_PROPERTIES_DEPTH),

@@ -97,28 +97,28 @@ class Result:
     tables: dict[str, list[dict]]
 
 
-def table_columns(files=SCHEMA_FILES) -> dict[str, list[tuple[str, str]]]:
-    """{table: [(column, BigQuery type)]} from the project's CREATE TABLE statements."""
-    tables: dict[str, list[tuple[str, str]]] = {}
+@dataclasses.dataclass(frozen=True)
+class TableSchema:
+    columns: list[tuple[str, str]]  # (column, BigQuery type), in order
+    required: set[str]  # the columns declared NOT NULL
+    partition: str | None  # the column of PARTITION BY DATE(column)
+
+
+def schema(files=SCHEMA_FILES) -> dict[str, TableSchema]:
+    """The project's tables, from its CREATE TABLE statements."""
+    tables: dict[str, TableSchema] = {}
     for path in files:
         for tree in sqlglot.parse(Path(path).read_text(encoding="utf-8"), read="bigquery"):
-            if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema):
-                name = tree.this.this.name
-                tables[name] = [(c.name, c.args["kind"].sql("bigquery").upper()) for c in tree.this.expressions
-                                if isinstance(c, exp.ColumnDef)]
+            if not (isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema)):
+                continue
+            defs = [c for c in tree.this.expressions if isinstance(c, exp.ColumnDef)]
+            partition = tree.find(exp.PartitionedByProperty)
+            tables[tree.this.this.name] = TableSchema(
+                columns=[(c.name, c.args["kind"].sql("bigquery").upper()) for c in defs],
+                required={c.name for c in defs
+                          if any(isinstance(k.args.get("kind"), exp.NotNullColumnConstraint) for k in c.constraints)},
+                partition=next(partition.this.find_all(exp.Column)).name if partition is not None else None)
     return tables
-
-
-def required_columns(files=SCHEMA_FILES) -> dict[str, set[str]]:
-    """{table: the columns declared NOT NULL}."""
-    out: dict[str, set[str]] = {}
-    for path in files:
-        for tree in sqlglot.parse(Path(path).read_text(encoding="utf-8"), read="bigquery"):
-            if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema):
-                out[tree.this.this.name] = {
-                    c.name for c in tree.this.expressions if isinstance(c, exp.ColumnDef)
-                    and any(isinstance(k.args.get("kind"), exp.NotNullColumnConstraint) for k in c.constraints)}
-    return out
 
 
 def _location(message: str, text: str, offset: int) -> tuple[int, int, str]:
@@ -145,7 +145,7 @@ class Oracle:
         self.types = type_pb2
         self.values = value_pb2
         self.client = WasmClient(wasm_path=zetasql.wasi.get_wasm_path())
-        self.tables = table_columns()
+        self.tables = {name: t.columns for name, t in schema().items()}
         self.parameter_types = dict(parameter_types or sqlfiles.PARAMETER_TYPES)
 
         language = proto_options.LanguageOptionsProto(

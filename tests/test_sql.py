@@ -28,12 +28,12 @@ from ampkit import sql as sqlfiles
 from ampkit import sync
 from ampkit import warehouse as warehouses
 
-from bigquery_oracle import ROOT, Oracle, OracleError, required_columns, table_columns
+from bigquery_oracle import ROOT, Oracle, OracleError, schema
 
 SQL_FILES = sorted(Path(sqlfiles.HERE).glob("*.sql")) + sorted((ROOT / "scheduled").glob("*.sql"))
 SCHEMA = {"schema_event_logs", "schema_state", "schema_seed"}
-TABLES = table_columns()
-REQUIRED = required_columns()
+SCHEMAS = schema()
+TABLES = {name: t.columns for name, t in SCHEMAS.items()}
 UTC = dt.timezone.utc
 ARROW = {"INT64": pa.int64(), "STRING": pa.string(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
          "DATE": pa.date32(), "FLOAT64": pa.float64(), "BOOL": pa.bool_()}
@@ -182,7 +182,7 @@ def values_for(table: str, column: str, kind: str, nullable: bool, anchors=()):
 @st.composite
 def table_rows(draw, table: str, anchors=(), max_rows: int = 6, inside=()):
     columns = TABLES[table]
-    required = REQUIRED[table]
+    required = SCHEMAS[table].required
     n = draw(st.sampled_from([max_rows, 3, max_rows, 0]))
     rows = []
     for i in range(n):
@@ -522,13 +522,7 @@ def test_live_bigquery_dry_runs_every_statement(oracle, path):
 
 def partition_columns() -> dict[str, str]:
     """{table: its partition column} from the CREATE TABLE files (PARTITION BY DATE(column))."""
-    out = {}
-    for schema in SCHEMA:
-        for tree in sqlglot.parse(Path(sqlfiles.path(schema)).read_text(encoding="utf-8"), read="bigquery"):
-            prop = tree.find(sqlglot.exp.PartitionedByProperty) if tree else None
-            if prop is not None:
-                out[tree.this.this.name] = next(prop.this.find_all(sqlglot.exp.Column)).name
-    return out
+    return {name: t.partition for name, t in SCHEMAS.items() if t.partition}
 
 
 def unbounded_references(path: Path) -> set[str]:

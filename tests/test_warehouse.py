@@ -285,14 +285,8 @@ SAMPLE_PARAMS = {
 }
 
 
-def parameters_of(text: str) -> set[str]:
-    """The @parameters a BigQuery text uses (comments ignored)."""
-    return {node.name for tree in sqlglot.parse(text, read="bigquery") if tree is not None
-            for node in tree.find_all(exp.Parameter)}
-
-
 def sample_params(name: str) -> dict:
-    used = parameters_of(sqlfiles.text(name))
+    used = set(sqlfiles.parameters(name))
     missing = used - set(SAMPLE_PARAMS)
     assert not missing, f"{name}.sql uses {sorted(missing)}: add typed sample values to SAMPLE_PARAMS in tests/test_warehouse.py"
     return {k: SAMPLE_PARAMS[k] for k in sorted(used)}

@@ -55,14 +55,9 @@ def text(name: str) -> str:
 
 
 def parameters(name: str) -> list[str]:
-    """The query parameters a file uses, in order of first use (without the @)."""
-    seen = dict.fromkeys(m.group(1) for m in re.finditer(r"@([A-Za-z_][A-Za-z0-9_]*)", _code(text(name))))
-    return list(seen)
-
-
-def _code(sql: str) -> str:
-    # Comments and string literals may mention @words that are not parameters.
-    return re.sub(r"--[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "", sql)
+    """The query parameters a file uses (without the @), each once, as sqlglot finds them."""
+    trees = sqlglot.parse(text(name), read="bigquery")
+    return list(dict.fromkeys(node.name for tree in trees if tree is not None for node in tree.find_all(exp.Parameter)))
 
 
 def _portable(node: exp.Expression) -> exp.Expression:
