@@ -15,7 +15,9 @@ WITH sendable AS (
     -- Values that look like e-mail addresses or access tokens never leave, even in public_argument
     -- or in URLs. The JSON is re-serialized first, so an escaped `\u0040` cannot hide an address.
     REGEXP_REPLACE(
-      REGEXP_REPLACE(COALESCE(TO_JSON_STRING(SAFE.PARSE_JSON(NULLIF(TRIM(a.public_argument), ''))),
+      -- BigQuery's TO_JSON_STRING of a NULL (no or invalid JSON) is the text 'null', not NULL: without
+      -- the NULLIF every row with no public_argument was dead-lettered as malformed on BigQuery.
+      REGEXP_REPLACE(COALESCE(NULLIF(TO_JSON_STRING(SAFE.PARSE_JSON(NULLIF(TRIM(a.public_argument), ''))), 'null'),
                               NULLIF(TRIM(a.public_argument), ''), '{}'),
         r'[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[redacted-email]'),
       r'(sgp_|ghp_|gho_|github_pat_|glpat-|xox[abprs]-|AKIA)[A-Za-z0-9_-]{8,}|[A-Fa-f0-9]{40,}', '[redacted-token]') AS properties_text,
@@ -101,7 +103,8 @@ SELECT
     ',"insert_id":', TO_JSON_STRING(insert_key),
     IF(source IS NULL, '', CONCAT(',"platform":', TO_JSON_STRING(source))),
     IF(version IS NULL, '', CONCAT(',"app_version":', TO_JSON_STRING(version))),
-    ',"event_properties":', COALESCE(TO_JSON_STRING(properties), '{}'),
+    -- JSON null is SQL NULL once DuckDB re-serializes it, but 'null' text in BigQuery: '{}' on both.
+    ',"event_properties":', COALESCE(NULLIF(TO_JSON_STRING(properties), 'null'), '{}'),
     ',"user_properties":', TO_JSON_STRING(STRUCT(
       IF(anonymous_user_id IN ('backend', ''), CAST(NULL AS STRING), anonymous_user_id) AS anonymous_user_id,
       -- Flags that are not a JSON object Amplitude would take are left out, not the event.
