@@ -223,14 +223,16 @@ def test_an_hourly_run_held_up_by_amplitude_leaves_the_duckdb_file_to_others(see
             time.sleep(0.05)
         wh = warehouses.open(seeded)
         wh.LOCK_WAIT_SECONDS = 2.0
-        ledger = None
-        while ledger is None:
-            # While its first request waits on Amplitude, the run must not hold the file.
+        ledger: list = []
+        while not ledger:
+            # While its first request waits on Amplitude, the run must not hold the file. The lease
+            # is taken a moment before the run's row is written: an empty ledger means "not yet".
             assert time.monotonic() < deadline and run.poll() is None, "the run ended or kept the file locked"
             try:
                 ledger = state.runs(wh, 5)
             except WarehouseError:
                 pass
+            time.sleep(0.02)
         assert [r["status"] for r in ledger] == ["running"]
         assert sandbox.control.stats()["events_in_store"] == 0, "a request got through the gate"
     finally:
