@@ -41,7 +41,26 @@ Semantics, kept honest:
 * Errors are BigQuery's error bodies: `{"error": {"code", "message", "errors": [{"reason",
   "message", "domain"}], "status"}}`.
 * Jobs run synchronously when inserted; jobs.insert answers `RUNNING` and jobs.get `DONE`,
-  so the client's polling path is exercised. There is no authentication (the client uses
+  so the client's polling path is exercised.
+
+Cost and contention, as BigQuery bills and serializes (so a design unfit for it fails here):
+
+* Every job is billed (`statistics.query.totalBytesProcessed`, `totalBytesBilled`, and the
+  `bills` list): per table a statement reads, the logical bytes (INT64, FLOAT64, TIMESTAMP, DATE
+  8; BOOL 1; STRING and BYTES 2 + their UTF-8 length; NULL 0) of the columns it names, in the
+  partitions its partition-column predicates do not prune (a comparison with constants or
+  parameters, ANDed into its WHERE or JOIN ON, as BigQuery prunes); billed at least 10 MB per
+  table referenced. A script's job is the sum of its statements (`numChildJobs`).
+* A table created with `OPTIONS (require_partition_filter = TRUE)` refuses a statement that
+  reads it without such a predicate, with BigQuery's error.
+* Load jobs count against the table-modification limit per table per UTC day
+  (`max_table_modifications`, BigQuery's 1,500); past it a load fails with `quotaExceeded`.
+* Jobs run concurrently (a thread each, one DuckDB connection each); a statement runs atomically,
+  but the statements of concurrent jobs interleave (`statement_seconds` adds latency between
+  them). A transaction (BEGIN ... COMMIT) that updated or deleted rows of a table aborts at
+  COMMIT when another job changed that table meanwhile ("Transaction is aborted due to
+  concurrent update"); INSERTs never conflict. A statement outside a transaction that collides
+  with an open transaction's rows is retried (BigQuery retries three times), then fails. There is no authentication (the client uses
   AnonymousCredentials for loopback endpoints) and no jobs.query fast path, datasets.get,
   multipart upload, Storage Read API, STRUCT types or positional parameters: ampkit does not
   use them.
@@ -54,13 +73,15 @@ import datetime as dt
 import decimal
 import io
 import json
+import random
 import re
 import socket
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from collections import Counter
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 import duckdb
@@ -73,8 +94,15 @@ from sqlglot import exp
 from ampkit.sql import portable  # the same rewrites (SAFE. -> TRY, DIV precedence) ampkit's DuckDB path uses
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 500: "INTERNAL", 501: "NOT_IMPLEMENTED"}
-REASON_CODE = {"invalidQuery": 400, "invalid": 400, "notFound": 404, "duplicate": 409, "notImplemented": 501}
+STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+          500: "INTERNAL", 501: "NOT_IMPLEMENTED"}
+REASON_CODE = {"invalidQuery": 400, "invalid": 400, "quotaExceeded": 403, "notFound": 404, "duplicate": 409,
+               "notImplemented": 501}
+# BigQuery's on-demand pricing: at least 10 MB per table a query references.
+MIN_BILLED_PER_TABLE = 10 * 1024 * 1024
+MAX_TABLE_MODIFICATIONS = 1500
+FIXED_SIZE = {"INTEGER": 8, "FLOAT": 8, "TIMESTAMP": 8, "DATE": 8, "DATETIME": 8, "TIME": 8, "NUMERIC": 16, "BOOLEAN": 1}
+MUTATING = ("UPDATE", "DELETE", "MERGE")
 # DuckDB result types -> BigQuery's legacy field type names, as the REST API reports them.
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                  "UINTEGER", "UBIGINT", "UHUGEINT", '"NULL"', "NULL"}
@@ -207,6 +235,64 @@ def statement_type(tree: exp.Expression) -> str:
     raise BigQueryError("invalidQuery", f"the stand-in does not run {type(tree).__name__} statements", "query")
 
 
+# --- what a statement reads: partitions and columns -----------------------------------------
+
+def prunes(column: exp.Column, condition: exp.Expression) -> bool:
+    """Whether a predicate on `column` lets BigQuery skip partitions: a comparison with constants or
+    parameters only, ANDed into the condition (under an OR, or against another column, it does not)."""
+    comparison = column.parent
+    if not isinstance(comparison, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between)):
+        return False
+    if any(other is not column for other in comparison.find_all(exp.Column)):
+        return False
+    node = comparison
+    while node is not condition:
+        node = node.parent
+        if not isinstance(node, (exp.And, exp.Paren, exp.Where)) and node is not condition:
+            return False
+    return True
+
+
+def partition_filters(table: exp.Table, column: str) -> list[exp.Expression]:
+    """The comparisons on `table`'s partition `column` in the table's own query block (its WHERE or a
+    JOIN ... ON) that prune partitions; [] when BigQuery would read every partition."""
+    scope = table.find_ancestor(exp.Select, exp.Delete, exp.Update)
+    if scope is None:
+        return []
+    conditions = [scope.args.get("where")] + [j.args.get("on") for j in scope.args.get("joins") or []]
+    alias = table.alias_or_name
+    return [c.parent for cond in conditions if cond is not None for c in cond.find_all(exp.Column)
+            if c.name == column and c.table in ("", alias) and prunes(c, cond)]
+
+
+def tables_read(tree: exp.Expression) -> list[exp.Table]:
+    """The table references a statement reads (CTE names, an INSERT's target and DDL excluded)."""
+    if isinstance(tree, (exp.Create, exp.Drop, exp.Transaction, exp.Commit, exp.Rollback)):
+        return []
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    out = []
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.db and table.name in ctes) or isinstance(table.parent, exp.Schema):
+            continue
+        if isinstance(tree, exp.Insert) and table.parent is tree:
+            continue  # written, not read
+        out.append(table)
+    return out
+
+
+def columns_named(tree: exp.Expression, table: exp.Table, columns: list[str]) -> list[str]:
+    """The columns of `table` a statement names (all of them for a `*` in the table's own SELECT)."""
+    scope = table.find_ancestor(exp.Select)
+    alias = table.alias_or_name
+    if scope is not None:
+        for item in scope.expressions:
+            if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
+                                              and item.table in ("", alias)):
+                return list(columns)
+    named = {c.name for c in tree.find_all(exp.Column) if c.table in ("", alias)}
+    return [c for c in columns if c in named]
+
+
 # --- results: DuckDB -> BigQuery schema and JSON rows ---------------------------------------
 
 def field_for(name: str, duck_type: str) -> dict:
@@ -255,6 +341,10 @@ def cell(value: Any, field: dict, int64_timestamp: bool) -> Any:
     return str(value)
 
 
+class _Conflict(Exception):
+    """DuckDB refused a change colliding with another connection's open transaction."""
+
+
 class Job:
     """One job: its resource, and for a query its result table and schema."""
 
@@ -265,6 +355,9 @@ class Job:
         self.fields: list[dict] | None = None
         self.affected: int | None = None
         self.polled = False
+        self.statements = 0
+        self.bytes_processed = 0
+        self.bytes_billed = 0
 
     @property
     def job_id(self) -> str:
@@ -281,7 +374,10 @@ class Job:
         self.resource["status"] = status
         detail = stats.setdefault(kind, {})
         if kind == "query":
-            detail["totalBytesProcessed"] = "0"
+            detail["totalBytesProcessed"] = str(self.bytes_processed)
+            detail["totalBytesBilled"] = str(self.bytes_billed)
+            if self.statements > 1:
+                stats["numChildJobs"] = str(self.statements)
             if self.fields is not None:
                 detail["schema"] = {"fields": self.fields}
             if self.affected is not None:
@@ -301,15 +397,27 @@ class BigQueryStandin:
     """The stand-in server. Use as a context manager; `.endpoint` is the client's api_endpoint."""
 
     def __init__(self, project: str = "test-project", datasets: tuple[str, ...] = ("analytics",),
-                 page_bytes: int = 10 * 1024 * 1024):
+                 page_bytes: int = 10 * 1024 * 1024, statement_seconds: float | tuple[float, float] = 0.0,
+                 max_table_modifications: int = MAX_TABLE_MODIFICATIONS, seed: int = 0):
         self.project = project
         self.page_bytes = page_bytes
+        # Latency between a script's statements (seconds, or a (low, high) range drawn per statement):
+        # the gaps in which concurrent jobs interleave.
+        self.statement_seconds = statement_seconds
+        self.max_table_modifications = max_table_modifications
+        self.random = random.Random(seed)
         self.requests: list[tuple[str, str]] = []
         self.jobs: dict[str, Job] = {}
         self.uploads: dict[str, dict] = {}
         self.lock = threading.RLock()
         self.duckdb = duckdb.connect(":memory:")
         self.duckdb.execute("SET TimeZone = 'UTC'")
+        # (dataset, table) -> (partition column, require_partition_filter), from CREATE TABLE.
+        self.partitioning: dict[tuple[str, str], tuple[str, bool]] = {}
+        # (dataset, table) -> commits that updated or deleted its rows: a transaction's conflict check.
+        self.versions: Counter = Counter()
+        self.modifications: Counter = Counter()  # (dataset, table, UTC day) -> load jobs
+        self.bills: list[dict] = []  # one per finished job, in order: what it cost
         for name in datasets:
             self.create_dataset(name)
         self._server: ThreadingHTTPServer | None = None
@@ -385,20 +493,83 @@ class BigQueryStandin:
                 raise BigQueryError("duplicate", f"Already Exists: Job {project}:{reference['location']}.{job_id}")
             job = Job({"kind": "bigquery#job", "id": f"{project}:{reference['location']}.{job_id}",
                        "user_email": "anonymous", **resource})
-            self.jobs[job_id] = job
             config = resource.get("configuration", {})
-            if "query" in config:
-                job.resource["configuration"]["jobType"] = "QUERY"
-                self._run_query(job, config["query"])
-                job.finish("query")
-            elif "load" in config:
-                job.resource["configuration"]["jobType"] = "LOAD"
-                self._run_load(job, config["load"], data)
-                job.finish("load")
-            else:
-                del self.jobs[job_id]
+            if "query" not in config and "load" not in config:
                 raise BigQueryError("invalid", "the stand-in runs query and load jobs only")
+            self.jobs[job_id] = job
+        if "query" in config:
+            job.resource["configuration"]["jobType"] = "QUERY"
+            self._run_query(job, config["query"])  # statement by statement: concurrent jobs interleave
+            kind = "query"
+        else:
+            job.resource["configuration"]["jobType"] = "LOAD"
+            with self.lock:
+                self._run_load(job, config["load"], data)
+            kind = "load"
+        with self.lock:
+            job.finish(kind)
+            self.bills.append({"job_id": job_id, "kind": kind, "statements": job.statements,
+                               "bytes_processed": job.bytes_processed, "bytes_billed": job.bytes_billed,
+                               "query": config.get("query", {}).get("query", ""), "error": job.error is not None})
         return job
+
+    def _cursor(self):
+        with self.lock:
+            cursor = self.duckdb.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def _pause(self) -> None:
+        gap = self.statement_seconds
+        if isinstance(gap, tuple):
+            with self.lock:
+                gap = self.random.uniform(*gap)
+        if gap:
+            time.sleep(gap)
+
+    def _bill(self, job: Job, cursor, tree: exp.Expression, types: dict[str, str], values: dict[str, Any]) -> None:
+        """Add what `tree` reads to the job's bytes, as BigQuery's on-demand pricing counts them;
+        refuse it, as BigQuery does, when it reads a table that requires a partition filter without one."""
+        for table in tables_read(tree):
+            dataset = table.db
+            found = cursor.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+                                   "AND table_name = ? ORDER BY ordinal_position", [dataset, table.name]).fetchall()
+            if not found:
+                continue  # the statement itself reports the missing table
+            kinds = {name: field_for(name, kind)["type"] for name, kind in found}
+            used = columns_named(tree, table, [name for name, _ in found])
+            column, required = self.partitioning.get((dataset, table.name), (None, False))
+            filters = partition_filters(table, column) if column else []
+            if required and not filters:
+                raise BigQueryError("invalidQuery", f"Cannot query over table '{self.project}.{dataset}.{table.name}' without a "
+                                    f"filter over column(s) '{column}' that can be used for partition elimination", "query")
+            size = " + ".join(f'(CASE WHEN x."{c}" IS NULL THEN 0 ELSE {FIXED_SIZE[kinds[c]]} END)' if kinds[c] in FIXED_SIZE
+                              else f'COALESCE(2 + strlen(CAST(x."{c}" AS VARCHAR)), 0)' for c in used) or "0"
+            where, params = "", {}
+            if filters:
+                alias = table.alias_or_name
+                inner = (f"SELECT DISTINCT DATE({alias}.{column}) AS d FROM `{dataset}`.{table.name} AS {alias} WHERE "
+                         + " AND ".join(f.sql(dialect="bigquery") for f in filters))
+                ((_, inner_sql, inner_used),) = translate(inner, None, types, {dataset}, self.project)
+                where = f' WHERE CAST(x."{column}" AS DATE) IN ({inner_sql})'
+                params = {name: values[name] for name in inner_used}
+            ((read,),) = cursor.execute(f'SELECT COALESCE(SUM({size}), 0) FROM "{dataset}"."{table.name}" AS x{where}',
+                                        params).fetchall()
+            job.bytes_processed += int(read)
+            job.bytes_billed += max(int(read), MIN_BILLED_PER_TABLE)
+
+    def _note_create(self, tree: exp.Create) -> None:
+        partition = tree.find(exp.PartitionedByProperty)
+        if partition is None or not isinstance(tree.this, exp.Schema):
+            return
+        table = tree.this.this
+        required = any(isinstance(p, exp.Property) and p.name.lower() == "require_partition_filter"
+                       and str(p.args.get("value")).upper() == "TRUE" for p in tree.find_all(exp.Property))
+        self.partitioning[(table.db, table.name)] = (next(partition.this.find_all(exp.Column)).name, required)
+
+    def mutations(self, tree: exp.Expression) -> tuple[str, str] | None:
+        target = tree.this if isinstance(tree, (exp.Update, exp.Delete, exp.Merge)) else None
+        return (target.db, target.name) if isinstance(target, exp.Table) else None
 
     def _run_query(self, job: Job, config: dict) -> None:
         if config.get("useLegacySql"):
@@ -411,6 +582,8 @@ class BigQueryStandin:
         if default and default.get("projectId", self.project) != self.project:
             job.error = BigQueryError("notFound", f"Not found: Project {default.get('projectId')}")
             return
+        cursor = self._cursor()
+        transaction: dict | None = None  # {"versions": at BEGIN, "changed": tables updated or deleted in it}
         try:
             types = {p["name"]: bigquery_type(p["parameterType"]) for p in config.get("queryParameters", [])}
             values = {p["name"]: parameter_value(p["parameterType"], p.get("parameterValue"))
@@ -418,24 +591,46 @@ class BigQueryStandin:
             statements = translate(config.get("query", ""), default.get("datasetId"), types,
                                    self.datasets(), self.project)
             kinds = [statement_type(tree) for tree, _, _ in statements]
-            for tree, sql, used in statements:
-                kind = statement_type(tree)
+            job.statements = len(statements)
+            for position, ((tree, sql, used), kind) in enumerate(zip(statements, kinds)):
+                if position:
+                    self._pause()
                 params = {name: values[name] for name in used}
-                if kind == "INSERT":
-                    self._check_insert_types(tree, types)
+                with self.lock:
+                    self._bill(job, cursor, tree, types, values)
+                    if kind == "BEGIN_TRANSACTION":
+                        cursor.execute("BEGIN TRANSACTION")
+                        transaction = {"versions": Counter(self.versions), "changed": set()}
+                        continue
+                    if kind == "COMMIT_TRANSACTION":
+                        self._commit(cursor, transaction)
+                        transaction = None
+                        continue
+                    if kind == "ROLLBACK_TRANSACTION":
+                        cursor.execute("ROLLBACK")
+                        transaction = None
+                        continue
+                    if kind == "INSERT":
+                        self._check_insert_types(cursor, tree, types)
+                    if kind.startswith("CREATE_TABLE"):
+                        self._note_create(tree)
+                    target = self.mutations(tree)
                 if kind == "SELECT":
-                    rel = self._execute(sql, params, default.get("datasetId"), query=True)
-                    job.fields = [field_for(name, str(kind_)) for name, kind_ in zip(rel.columns, rel.types)]
-                    try:  # the relation is lazy: errors such as ERROR() surface here
-                        job.result = rel.to_arrow_table()
-                    except duckdb.Error as exc:
-                        raise BigQueryError("invalidQuery", _first_line(exc), "query") from None
+                    with self.lock:
+                        rel = self._execute(cursor, sql, params, default.get("datasetId"), query=True)
+                        job.fields = [field_for(name, str(kind_)) for name, kind_ in zip(rel.columns, rel.types)]
+                        try:  # the relation is lazy: errors such as ERROR() surface here
+                            job.result = rel.to_arrow_table()
+                        except duckdb.Error as exc:
+                            raise BigQueryError("invalidQuery", _first_line(exc), "query") from None
                     job.affected = None
-                else:
-                    cursor = self._execute(sql, params, default.get("datasetId"))
-                    rows = cursor.fetchall() if cursor.description else []
-                    job.fields, job.result = None, None
-                    job.affected = int(rows[0][0]) if kind in ("INSERT", "DELETE", "UPDATE", "MERGE") and rows else None
+                    continue
+                rows = self._mutate(cursor, sql, params, default.get("datasetId"), target, transaction)
+                job.fields, job.result = None, None
+                job.affected = int(rows[0][0]) if kind in ("INSERT", "DELETE", "UPDATE", "MERGE") and rows else None
+            if transaction is not None:
+                raise BigQueryError("invalidQuery", "Transaction started in a script must be committed or rolled back "
+                                    "before the script ends", "query")
             job.resource.setdefault("statistics", {})["query"] = {
                 "statementType": "SCRIPT" if len(kinds) > 1 else kinds[0]}
         except BigQueryError as exc:
@@ -443,15 +638,58 @@ class BigQueryStandin:
             job.fields, job.result, job.affected = None, None, None
             # A failed script leaves no transaction open (BigQuery rolls it back).
             with contextlib.suppress(duckdb.Error):
-                self.duckdb.execute("ROLLBACK")
+                cursor.execute("ROLLBACK")
+        finally:
+            cursor.close()
 
-    def _check_insert_types(self, tree: exp.Insert, types: dict[str, str]) -> None:
+    def _mutate(self, cursor, sql: str, params: dict, dataset: str | None, target: tuple[str, str] | None,
+                transaction: dict | None) -> list[tuple]:
+        """Run a statement that changes data; a collision with another job's open transaction is
+        retried outside one, as BigQuery retries a conflicting DML statement, and aborts inside one."""
+        for attempt in range(4):
+            with self.lock:
+                try:
+                    cursor_ = self._execute(cursor, sql, params, dataset)
+                    rows = cursor_.fetchall() if cursor_.description else []
+                except _Conflict:
+                    if transaction is not None or attempt == 3:
+                        raise BigQueryError("invalidQuery", f"Could not serialize access to table {self.project}:"
+                                            f"{target[0] if target else dataset}.{target[1] if target else '?'} due to "
+                                            "concurrent update", "query") from None
+                    rows = None
+                if rows is not None:
+                    if target is not None:
+                        if transaction is not None:
+                            transaction["changed"].add(target)
+                        else:
+                            self.versions[target] += 1
+                    return rows
+            time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _commit(self, cursor, transaction: dict | None) -> None:
+        """COMMIT, unless a table the transaction updated or deleted rows of changed since it began."""
+        if transaction is None:
+            raise BigQueryError("invalidQuery", "COMMIT TRANSACTION without a transaction in progress", "query")
+        for target in sorted(transaction["changed"]):
+            if self.versions[target] != transaction["versions"][target]:
+                raise BigQueryError("invalidQuery", f"Transaction is aborted due to concurrent update against table "
+                                    f"{self.project}.{target[0]}.{target[1]}.", "query")
+        try:
+            cursor.execute("COMMIT")
+        except duckdb.TransactionException as exc:
+            raise BigQueryError("invalidQuery", f"Transaction is aborted due to concurrent update: {_first_line(exc)}",
+                                "query") from None
+        for target in transaction["changed"]:
+            self.versions[target] += 1
+
+    def _check_insert_types(self, cursor, tree: exp.Insert, types: dict[str, str]) -> None:
         """BigQuery does not coerce a typed query parameter into a column of another type
         (a STRING NULL into a TIMESTAMP column is an error there, not on DuckDB): check it."""
         target = tree.this
         columns = [c.name for c in target.expressions] if isinstance(target, exp.Schema) else None
         table = target.this if isinstance(target, exp.Schema) else target
-        found = self.duckdb.execute(
+        found = cursor.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "ORDER BY ordinal_position", [table.db, table.name]).fetchall()
         if not found:
@@ -474,9 +712,13 @@ class BigQueryStandin:
                         raise BigQueryError("invalidQuery", f"Query column {position} has type {declared} which cannot be "
                                             f"inserted into column {column}, which has type {wanted}", "query")
 
-    def _execute(self, sql: str, params: dict, dataset: str | None, query: bool = False):
+    def _execute(self, cursor, sql: str, params: dict, dataset: str | None, query: bool = False):
         try:
-            return self.duckdb.sql(sql, params=params) if query else self.duckdb.execute(sql, params)
+            return cursor.sql(sql, params=params) if query else cursor.execute(sql, params)
+        except duckdb.TransactionException as exc:
+            if "conflict" in str(exc).lower():
+                raise _Conflict(str(exc)) from None
+            raise BigQueryError("invalidQuery", _first_line(exc), "query") from None
         except duckdb.CatalogException as exc:
             first = _first_line(exc)
             missing = re.search(r"Table with name (\S+) does not exist", first)
@@ -499,6 +741,11 @@ class BigQueryStandin:
                 raise BigQueryError("notFound", f"Not found: Project {target.get('projectId')}")
             if dataset not in self.datasets():
                 raise BigQueryError("notFound", f"Not found: Dataset {self.project}:{dataset}")
+            day = (dataset, table, dt.datetime.now(dt.timezone.utc).date())
+            if self.modifications[day] >= self.max_table_modifications:
+                raise BigQueryError("quotaExceeded", "Exceeded rate limits: too many table update operations for this table. "
+                                    "For more information, see https://cloud.google.com/bigquery/docs/troubleshoot-quotas")
+            self.modifications[day] += 1
             try:
                 rows = pq.read_table(io.BytesIO(data or b""))
             except (pa.ArrowInvalid, OSError) as exc:
@@ -538,7 +785,7 @@ class BigQueryStandin:
         if job.error is not None:
             raise job.error
         body: dict[str, Any] = {"kind": "bigquery#getQueryResultsResponse", "jobReference": job.resource["jobReference"],
-                                "jobComplete": True, "cacheHit": False, "totalBytesProcessed": "0"}
+                                "jobComplete": True, "cacheHit": False, "totalBytesProcessed": str(job.bytes_processed)}
         if job.affected is not None:
             body["numDmlAffectedRows"] = str(job.affected)
         if job.result is not None:
