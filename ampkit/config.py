@@ -62,6 +62,7 @@ class Config:
     lease_seconds: int = 3600
     min_id_length: int = 5
     confirm_threshold_events: int = 5_000_000
+    slice_rows: int = 0              # rows a run snapshots, sends and records at once; 0 = the warehouse's own
     runs_dir: str = "runs"
     reports_dir: str = "reports"
     api_key: str = dataclasses.field(default="", repr=False)
@@ -247,7 +248,7 @@ def _validate(c: Config) -> None:
         # Zero would let a 429 storm or a dead endpoint spin without pause.
         if getattr(c, name) <= 0:
             raise ConfigError(f"{name} must be more than 0")
-    for name in ("lookback_hours", "settle_seconds", "initial_lookback_hours", "export_lag_seconds"):
+    for name in ("lookback_hours", "settle_seconds", "initial_lookback_hours", "export_lag_seconds", "slice_rows"):
         if getattr(c, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     for url in (c.amplitude_url, c.amplitude_dashboard_url):

@@ -21,7 +21,13 @@ def replay(config: Config, reasons: list[str], since: dt.datetime, *, progress: 
     run_id = "replay-" + state.new_run_id(config.clock())
     with warehouses.open(config.warehouse, location=config.bigquery_location) as wh:
         wh.ensure_state()
-        found = wh.run("deadletter_forget", {"run_id": run_id, "reasons": list(reasons), "since": since}).to_pylist()[0]
+        span = wh.run("deadletter_range", {"reasons": list(reasons), "since": since}).to_pylist()[0]
+        if span["first_loaded"] is None:
+            logger.info("no dead letters match reasons=%s since=%s", reasons, since.isoformat())
+            return None
+        found = wh.run("deadletter_forget", {"run_id": run_id, "reasons": list(reasons), "since": since,
+                                             "lookback_start": span["first_loaded"],
+                                             "window_end": span["last_loaded"]}).to_pylist()[0]
     if not found["rows_to_replay"]:
         logger.info("no dead letters match reasons=%s since=%s", reasons, since.isoformat())
         return None

@@ -10,6 +10,10 @@ from ampkit.config import Config
 
 logger = logging.getLogger(__name__)
 
+# How far back in event time each staging run looks for rows streamed into event_logs late
+# (scheduled/amplitude_events.sql spells the same interval out).
+LOOKBACK = dt.timedelta(hours=72)
+
 
 @dataclasses.dataclass(frozen=True)
 class StageResult:
@@ -27,7 +31,11 @@ def run(warehouse, config: Config, run_time: dt.datetime | None = None) -> Stage
     warehouse.check_table("amplitude_events")
     seed.release(warehouse, run_time)
     before = _count(warehouse)
-    warehouse.run("amplitude_events", {"run_time": run_time, "amplitude_start_date": config.amplitude_start_date})
+    # The first load of an empty staging table reads all of event_logs since the Amplitude start
+    # date; every later run reads the lookback only, so its bytes follow new rows, not history.
+    since = run_time - LOOKBACK if before else dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc)
+    warehouse.run("amplitude_events", {"run_time": run_time, "amplitude_start_date": config.amplitude_start_date,
+                                       "stage_since": since})
     staged = _count(warehouse) - before
     logger.info("staged rows=%d run_time=%s", staged, run_time.isoformat())
     return StageResult(run_time, staged)

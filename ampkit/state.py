@@ -5,30 +5,27 @@ nothing and two hosts cannot run the sync at once.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import socket
+import threading
 import uuid
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 
-from ampkit.errors import LockedError
+from ampkit import sql as sqlfiles
+from ampkit.counts import Counts
+from ampkit.errors import AmpkitError, LockedError, SchemaError
 
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "hourly_sync"
-DEAD_LETTER_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("id", pa.int64()), ("insert_id", pa.string()), ("name", pa.string()),
-    ("event_time", pa.timestamp("us", tz="UTC")), ("loaded_at", pa.timestamp("us", tz="UTC")),
-    ("reason", pa.string()), ("detail", pa.string()), ("event", pa.string()),
-    ("created_at", pa.timestamp("us", tz="UTC")), ("replayed_run_id", pa.string()),
-])
-RULE_SCHEMA = pa.schema([("run_id", pa.string()), ("name", pa.string()), ("source", pa.string()),
-                         ("action", pa.string()), ("rule", pa.string()), ("reason", pa.string())])
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -45,25 +42,59 @@ def wall_clock() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def acquire(warehouse, holder: str, seconds: int) -> None:
-    """Take the lease for `seconds` (I/O); raises LockedError naming the live holder."""
+@dataclasses.dataclass(frozen=True)
+class Begun:
+    """What a run's first job found: who holds the lease now, and where the watermark stands."""
+
+    holder: str | None
+    expires_at: dt.datetime | None
+    watermark: dt.datetime | None
+    schema_version: str | None
+
+
+def schema_version() -> str:
+    """The version of ampkit's state tables: a digest of the file that creates them."""
+    return hashlib.sha256(sqlfiles.text("schema_state").encode()).hexdigest()[:12]
+
+
+def ensure_schema(warehouse) -> None:
+    """Create ampkit's state tables (idempotent DDL) and remember the schema's version (I/O)."""
+    warehouse.ensure_state()
+    warehouse.run("schema_mark", {"schema_version": schema_version(), "now": wall_clock()})
+
+
+def begin(warehouse, record: "RunRecord", holder: str, seconds: int) -> Begun:
+    """A run's first job (I/O): take the lease for `seconds` and open the run's ledger row, both only
+    if the lease is free, and read the watermark. Creates the state tables on the first run, and
+    again only when their schema changed; raises LockedError naming the live holder."""
     now = wall_clock()
     expires_at = now + dt.timedelta(seconds=seconds)
-    table = warehouse.run("lease_acquire", {"name": LEASE_NAME, "holder": holder, "now": now,
-                                            "expires_at": expires_at})
-    rows = table.to_pylist()
-    if rows and rows[0]["holder"] != holder and is_dead(rows[0]["holder"]):
-        logger.warning("lease holder %s is gone; taking over", rows[0]["holder"])
-        warehouse.run("lease_break", {"name": LEASE_NAME, "holder": rows[0]["holder"]})
-        return acquire(warehouse, holder, seconds)
-    if not rows or rows[0]["holder"] != holder:
-        current = rows[0] if rows else {"holder": "unknown", "expires_at": None}
-        raise LockedError(f"another sync holds the lease ({current['holder']}, until {current['expires_at']})",
-                          current["holder"], current["expires_at"])
+    params = {"name": LEASE_NAME, "holder": holder, "now": now, "expires_at": expires_at,
+              "run_id": record.run_id, "started_at": record.started_at, "mode": record.mode, "host": record.host,
+              "data_map_version": record.data_map_version, "notebook_path": record.notebook_path}
+    try:
+        rows = warehouse.run("run_begin", params).to_pylist()
+    except SchemaError:
+        ensure_schema(warehouse)  # the first run on this warehouse
+        rows = warehouse.run("run_begin", params).to_pylist()
+    holders = {r["holder"] for r in rows}
+    row = rows[0] if rows else {"holder": None, "expires_at": None, "watermark": None, "schema_version": None}
+    begun = Begun(row["holder"] if len(holders) == 1 else None, row["expires_at"],
+                  row["watermark"].astimezone(dt.timezone.utc) if row["watermark"] else None, row["schema_version"])
+    if begun.holder != holder and begun.holder and is_dead(begun.holder):
+        logger.warning("lease holder %s is gone; taking over", begun.holder)
+        warehouse.run("lease_break", {"name": LEASE_NAME, "holder": begun.holder})
+        return begin(warehouse, record, holder, seconds)
+    if begun.holder != holder:
+        raise LockedError(f"another sync holds the lease ({begun.holder or 'unknown'}, until {begun.expires_at})",
+                          begun.holder or "unknown", begun.expires_at)
     warehouse.note_lease(LEASE_NAME, holder, expires_at)
+    if begun.schema_version != schema_version():
+        ensure_schema(warehouse)  # tables made by an older ampkit: new tables and columns, once
+    return begun
 
 
-def renew(warehouse, holder: str, seconds: int) -> None:
+def renew(warehouse, holder: str, seconds: int) -> dt.datetime:
     """Extend our lease (I/O); raises LockedError when another run took it meanwhile.
 
     A run that stalled past its lease (a GC pause, a stopped VM) must stop rather than record
@@ -71,9 +102,63 @@ def renew(warehouse, holder: str, seconds: int) -> None:
     """
     expires_at = wall_clock() + dt.timedelta(seconds=seconds)
     rows = warehouse.run("lease_renew", {"name": LEASE_NAME, "holder": holder, "expires_at": expires_at}).to_pylist()
-    if not rows or rows[0]["holder"] != holder:
+    if len(rows) != 1 or rows[0]["holder"] != holder:
         lost(rows[0] if rows else None)
     warehouse.note_lease(LEASE_NAME, holder, expires_at)
+    return expires_at
+
+
+class Lease:
+    """The lease of a running run, renewed on a timer whatever the run is doing (a long send, a
+    backfill planning its windows), so it expires only when the run is stuck or gone.
+
+    A renewal that finds the lease taken marks it lost; the run checks `held()` between batches and
+    stops. `quiet()` keeps renewals out while the run itself writes the lease row (its checkpoint
+    renews it inside the transaction): two writers of one row would make that transaction abort.
+    """
+
+    def __init__(self, warehouse, holder: str, seconds: int):
+        self.warehouse, self.holder, self.seconds = warehouse, holder, seconds
+        self.expires_at = wall_clock() + dt.timedelta(seconds=seconds)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._lost: LockedError | None = None
+        self._thread = threading.Thread(target=self._renew_forever, name="ampkit-lease", daemon=True)
+
+    def __enter__(self) -> "Lease":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        with self._lock:
+            pass  # a renewal under way finishes before the run records itself and lets go
+        self._thread.join(timeout=5)
+
+    def _renew_forever(self) -> None:
+        interval = max(self.seconds / 3, 0.05)
+        while not self._stop.wait(interval):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.expires_at = renew(self.warehouse, self.holder, self.seconds)
+                except LockedError as exc:
+                    self._lost = exc
+                    return
+                except AmpkitError as exc:  # a blip: the next tick tries again, well before expiry
+                    logger.warning("the lease could not be renewed (%s); trying again", exc)
+
+    def held(self) -> None:
+        """Raise LockedError if a renewal found the lease taken by another run."""
+        if self._lost is not None:
+            raise self._lost
+
+    @contextlib.contextmanager
+    def quiet(self):
+        with self._lock:
+            yield
+        self.held()
 
 
 def lost(current: dict | None) -> None:
@@ -117,7 +202,7 @@ def watermark(warehouse) -> dt.datetime | None:
 
 
 @dataclasses.dataclass
-class RunRecord:
+class RunRecord(Counts):
     """One row of the run ledger."""
 
     run_id: str
@@ -127,15 +212,8 @@ class RunRecord:
     finished_at: dt.datetime | None = None
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
-    extracted: int = 0
-    sent: int = 0
-    accepted: int = 0
-    filtered: dict[str, int] = dataclasses.field(default_factory=dict)
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     data_map_version: str = ""
     duration_seconds: float = 0.0
-    requests: int = 0
-    retries: int = 0
     notebook_path: str = ""
     host: str = dataclasses.field(default_factory=socket.gethostname)
     error: str = ""
@@ -154,34 +232,46 @@ class RunRecord:
         }
 
 
-def start_run(warehouse, record: RunRecord) -> None:
-    """Write the ledger row of a starting run; earlier runs left 'running' become 'interrupted' (I/O)."""
-    warehouse.run("runs_start", {"run_id": record.run_id, "started_at": record.started_at, "mode": record.mode,
-                                 "host": record.host, "data_map_version": record.data_map_version,
-                                 "notebook_path": record.notebook_path})
+def finish(warehouse, record: RunRecord, holder: str) -> None:
+    """A run's last job (I/O): its ledger row replaced by its final state, its working rows cleared,
+    the lease given back. Also how a run that never got the lease records itself (skipped)."""
+    warehouse.run("run_finish", {**record.params(), "name": LEASE_NAME, "holder": holder})
 
 
-def finish_run(warehouse, record: RunRecord) -> None:
-    """Replace the run's ledger row with its final state (I/O)."""
-    warehouse.run("runs_finish", record.params())
+RULE_COLUMNS = ("key_names", "key_sources", "key_actions", "key_rules", "key_reasons")
+REJECT_COLUMNS = ("id", "insert_id", "name", "event_time", "loaded_at", "reason", "detail", "event")
+REJECT_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("id", pa.int64()), ("insert_id", pa.string()), ("name", pa.string()),
+    ("event_time", pa.timestamp("us", tz="UTC")), ("loaded_at", pa.timestamp("us", tz="UTC")),
+    ("reason", pa.string()), ("detail", pa.string()), ("event", pa.string()),
+])
+# Rejected rows travel to the checkpoint as query parameters up to this size; more go to
+# ampkit_rejects by a load job first (BigQuery takes requests of at most 10 MB).
+REJECTS_AS_PARAMETERS_BYTES = 1_000_000
 
 
-def record_run(warehouse, record: RunRecord) -> None:
-    """Write a complete ledger row for a run that never started work, e.g. skipped_locked (I/O)."""
-    finish_run(warehouse, record)
+def rule_params(decisions: list[tuple[str, str | None, str, str, str | None]]) -> dict[str, list[str]]:
+    """The data map's decisions per (name, source) as sync_extract.sql's parallel arrays ('' for NULL) (pure)."""
+    columns = list(zip(*decisions)) if decisions else [()] * 5
+    return {param: [v if v is not None else "" for v in values] for param, values in zip(RULE_COLUMNS, columns)}
 
 
-def write_rules(warehouse, run_id: str, decisions: Iterable[tuple[str, str | None, str, str, str | None]]) -> None:
-    """Write the data map's decision per (name, source) of the window (I/O)."""
-    rows = [{"run_id": run_id, "name": n, "source": s, "action": a, "rule": r, "reason": why}
-            for n, s, a, r, why in decisions]
-    warehouse.append("ampkit_run_rules", pa.Table.from_pylist(rows, schema=RULE_SCHEMA))
+def reject_params(warehouse, run_id: str, rejects: list[dict]) -> dict[str, list]:
+    """A slice's rejected rows as sync_finalize.sql's parallel arrays; too many for a request's
+    parameters go to ampkit_rejects first, and the arrays are then empty (I/O)."""
+    size = sum(len(r.get("event") or "") + len(r.get("detail") or "") + 200 for r in rejects)
+    if size > REJECTS_AS_PARAMETERS_BYTES:
+        rows = [{"run_id": run_id, **{c: r.get(c) for c in REJECT_COLUMNS}} for r in rejects]
+        warehouse.append("ampkit_rejects", pa.Table.from_pylist(rows, schema=REJECT_SCHEMA))
+        rejects = []
 
-
-def write_dead_letters(warehouse, rows: list[dict]) -> None:
-    """Append dead-lettered events (I/O)."""
-    if rows:
-        warehouse.append("ampkit_dead_letters", pa.Table.from_pylist(rows, schema=DEAD_LETTER_SCHEMA))
+    def text(value) -> str:
+        if value is None:
+            return ""
+        return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+    return {"reject_ids": [int(r["id"]) for r in rejects],
+            **{f"reject_{c}s": [text(r.get(c)) for r in rejects]
+               for c in ("insert_id", "name", "event_time", "loaded_at", "reason", "detail", "event")}}
 
 
 def runs(warehouse, limit: int = 20) -> list[dict]:

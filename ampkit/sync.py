@@ -1,15 +1,22 @@
 """The hourly sync: extract -> data map -> transform -> send -> record, nothing lost, nothing twice.
 
 `run()` is the one entry point: the CLI, the hourly notebook, the tests and the benchmarks all
-call it. A run takes the lease, snapshots each window's rows that have no outcome yet, lets the
-data map decide per (name, source), streams the transformed events (built in SQL) to Amplitude,
-and records every row's outcome and the new watermark in one transaction. In every window
-`extracted == accepted + sum(filtered) + sum(rejected)`, and the code checks it.
+call it. A run is a `Run` with a frozen `Context` and four stages: plan (its windows), then per
+slice of a window snapshot (the rows with no outcome yet, and which events they are), deliver
+(the data map's decisions and the transform in one query, streamed to Amplitude) and checkpoint
+(every row's outcome, the counts and the watermark in one transaction, fenced by the lease).
+In every slice `extracted == accepted + sum(filtered) + sum(rejected)`, checked in the
+transaction that records it.
+
+On BigQuery every job costs a second or two and every byte read is billed, so the stages are few
+jobs that read bounded partitions: an hourly run is six (begin, plan, snapshot, deliver,
+checkpoint, finish), whatever the clock reads, and a backfill a few per million rows.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import logging
@@ -23,6 +30,7 @@ import pyarrow.compute as pc
 from ampkit import amplitude, datamap as datamaps, state
 from ampkit import warehouse as warehouses
 from ampkit.config import Config
+from ampkit.counts import Counts
 from ampkit.errors import AccountingError, AmpkitError, ConfigError, LockedError, SyncError, WarehouseError
 from ampkit.progress import Progress
 from ampkit.sender import Chunk, Sender
@@ -34,11 +42,9 @@ FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
 # Rows per transform batch: the engine's batch and its lane-ordered copy are what Python holds at once.
 STREAM_ROWS = 25_000
-# A window with more staged rows than this, or more bytes of them (estimated from the text
-# columns, see sync_slices.sql), is synced in slices of event time (whole minutes), each
-# snapshotted, sent and recorded on its own, so a run's memory stays flat whatever the backlog.
-SLICE_ROWS = 100_000
-SLICE_BYTES = 50_000_000
+# A window with more staged rows than the warehouse's `slice_rows`, or more bytes of them (estimated
+# from the text columns, see sync_slices.sql), is synced in slices of event time (whole minutes),
+# each snapshotted, sent and recorded on its own, so a run's memory stays flat whatever the backlog.
 # A slice of at least this many rows keeps the warehouse open while it is synced (`Warehouse.held`:
 # one open and checkpoint instead of one per query). Smaller windows, the usual hourly run, let
 # go of it between queries and are read whole before sending, so other processes (a notebook,
@@ -68,57 +74,38 @@ def depth_pattern(levels: int) -> str:
     return "^" + pattern + "$"
 
 
-@dataclasses.dataclass
-class WindowResult:
+@dataclasses.dataclass(kw_only=True)
+class WindowResult(Counts):
     """One window of a run: its bounds and where each of its rows ended."""
 
     window_start: dt.datetime
     window_end: dt.datetime
-    extracted: int = 0
-    sent: int = 0
-    accepted: int = 0
-    filtered: dict[str, int] = dataclasses.field(default_factory=dict)
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
-    requests: int = 0
-    retries: int = 0
 
-    def check(self) -> None:
-        """Raise AccountingError unless every extracted row has exactly one outcome."""
-        total = self.accepted + sum(self.filtered.values()) + sum(self.rejected.values())
-        if total != self.extracted:
-            raise AccountingError(
-                f"window {self.window_start.isoformat()}..{self.window_end.isoformat()}: extracted {self.extracted} "
-                f"!= accepted {self.accepted} + filtered {sum(self.filtered.values())} + rejected {sum(self.rejected.values())}")
+    def check(self, what: str = "") -> None:
+        super().check(what or f"window {self.window_start.isoformat()}..{self.window_end.isoformat()}")
 
 
 @dataclasses.dataclass
-class SyncResult:
+class SyncResult(Counts):
     """The result of one run, as `ampkit sync --json` prints it."""
 
     status: str                     # ok | skipped_locked | dry_run | failed
     run_id: str
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
-    extracted: int = 0
-    filtered: dict[str, int] = dataclasses.field(default_factory=dict)
-    sent: int = 0
-    accepted: int = 0
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     data_map_version: str = ""
     duration_seconds: float = 0.0
-    requests: int = 0
-    retries: int = 0
     windows: list[WindowResult] = dataclasses.field(default_factory=list)
     request_log: list[dict] = dataclasses.field(default_factory=list)
     samples: list[dict] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     error: str = ""
 
-    def add(self, w: WindowResult) -> None:
+    def absorb(self, w: WindowResult) -> None:
         self.windows.append(w)
         self.window_start = self.window_start or w.window_start
         self.window_end = w.window_end
-        _absorb(self, w)
+        self.add(w)
 
     def to_dict(self, details: bool = True) -> dict[str, Any]:
         """Plain JSON-able values; per-window details nested when there are several windows."""
@@ -127,10 +114,8 @@ class SyncResult:
         out = {
             "status": self.status, "run_id": self.run_id,
             "window_start": iso(self.window_start), "window_end": iso(self.window_end),
-            "extracted": self.extracted, "filtered": dict(sorted(self.filtered.items())), "sent": self.sent,
-            "accepted": self.accepted, "rejected": dict(sorted(self.rejected.items())),
+            **self.totals(),
             "data_map_version": self.data_map_version, "duration_seconds": round(self.duration_seconds, 3),
-            "requests": self.requests, "retries": self.retries,
         }
         if self.error:
             out["error"] = self.error
@@ -139,20 +124,76 @@ class SyncResult:
         if self.samples:
             out["samples"] = self.samples
         if details and len(self.windows) > 1:
-            out["windows"] = [{**{k: v for k, v in dataclasses.asdict(w).items()},
-                               "window_start": iso(w.window_start), "window_end": iso(w.window_end)}
+            out["windows"] = [{**w.totals(), "window_start": iso(w.window_start), "window_end": iso(w.window_end)}
                               for w in self.windows]
         return out
 
 
-def hourly_windows(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
-    """Split (start, end] at whole UTC hours (pure)."""
-    out, a = [], start
-    while a < end:
-        b = min(a.replace(minute=0, second=0, microsecond=0) + HOUR, end)
-        out.append((a, b))
-        a = b
-    return out
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Rows loaded in (`lookback_start`, `end`] with event time in [`event_start`, `event_end`).
+
+    `start` is where the window begins for the record (the watermark; the lookback reaches back
+    before it for rows loaded late); a backfill's windows report their event time instead.
+    """
+
+    start: dt.datetime
+    end: dt.datetime
+    lookback_start: dt.datetime
+    event_start: dt.datetime = EPOCH
+    event_end: dt.datetime = FAR_FUTURE
+    move_watermark: bool = False
+    rows: int | None = None   # staged rows without an outcome, when the plan counted them
+    text_bytes: int = 0
+
+    @property
+    def backfill(self) -> bool:
+        return (self.event_start, self.event_end) != (EPOCH, FAR_FUTURE)
+
+    def reported(self) -> tuple[dt.datetime, dt.datetime]:
+        return (self.event_start, self.event_end) if self.backfill else (self.start, self.end)
+
+    def params(self) -> dict[str, dt.datetime]:
+        return {"lookback_start": self.lookback_start, "window_end": self.end,
+                "event_start": self.event_start, "event_end": self.event_end}
+
+    def slice(self, event_start: dt.datetime, event_end: dt.datetime, rows: int, size: int) -> "Window":
+        return dataclasses.replace(self, event_start=event_start, event_end=event_end, rows=rows, text_bytes=size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a run works with, fixed when it starts."""
+
+    config: Config
+    warehouse: warehouses.Warehouse
+    data_map: datamaps.DataMap
+    run_id: str
+    holder: str
+    now: dt.datetime
+    dry_run: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What a backfill will cost, printed before it asks for --yes."""
+
+    rows: int
+    windows: int
+    jobs: int
+    bytes: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"{self.rows:,} rows in {self.windows:,} windows: about {self.jobs:,} warehouse jobs, "
+                f"{self.bytes / 1e9:,.2f} GB read, {self.seconds / 3600:,.1f} h at Amplitude's rate limits")
+
+
+# Amplitude's Batch API takes about 1,000 events/s per device id and its documented project-wide
+# pace keeps a backfill near this rate; a BigQuery job costs about this much latency.
+BACKFILL_EVENTS_PER_SECOND = 5_000
+SECONDS_PER_JOB = 2.0
+JOBS_PER_WINDOW = 3  # snapshot, deliver, checkpoint: a planned window needs no slicing query
 
 
 def run(config: Config, *, start: dt.datetime | None = None, end: dt.datetime | None = None,
@@ -169,7 +210,11 @@ def run(config: Config, *, start: dt.datetime | None = None, end: dt.datetime | 
     wh = warehouse or warehouses.open(config.warehouse, location=config.bigquery_location,
                                       storage_api=config.bigquery_storage_api)
     try:
-        return _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress)
+        now = config.clock()
+        data_map = datamaps.load(config.data_map or None)
+        run_id = state.new_run_id(now)
+        ctx = Context(config, wh, data_map, run_id, state.holder_name(run_id), now, dry_run)
+        return Run(ctx, notebook_path, progress).go(start, end, force, yes)
     finally:
         if own:
             wh.close()
@@ -184,273 +229,344 @@ def _use_jemalloc() -> None:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
-def _run(config, wh, start, end, dry_run, force, yes, notebook_path, progress) -> SyncResult:
-    started = time.monotonic()
-    now = config.clock()
-    data_map = datamaps.load(config.data_map or None)
-    run_id = state.new_run_id(now)
-    holder = state.holder_name(run_id)
-    mode = "dry_run" if dry_run else ("backfill" if start else "sync")
-    record = state.RunRecord(run_id, now, mode=mode, data_map_version=data_map.version, notebook_path=notebook_path)
-    result = SyncResult("ok", run_id, data_map_version=data_map.version)
-    with contextlib.ExitStack() as stack:
+class Run:
+    """One run of the sync: plan -> per slice (snapshot -> deliver -> checkpoint) -> finish."""
+
+    def __init__(self, ctx: Context, notebook_path: str = "", progress: str = "auto"):
+        self.ctx = ctx
+        self.started = time.monotonic()
+        mode = "dry_run" if ctx.dry_run else "sync"
+        self.record = state.RunRecord(run_id=ctx.run_id, started_at=ctx.now, mode=mode,
+                                      data_map_version=ctx.data_map.version, notebook_path=notebook_path)
+        self.result = SyncResult("ok", ctx.run_id, data_map_version=ctx.data_map.version)
+        self.progress = progress
+        self.sender: Sender | None = None
+        self.lease: state.Lease | None = None
+        self.slice_rows = ctx.config.slice_rows or ctx.warehouse.slice_rows
+
+    # -- the run ------------------------------------------------------------------------------
+    def go(self, start, end, force, yes) -> SyncResult:
+        ctx = self.ctx
+        if start is not None and not ctx.dry_run:
+            self.record.mode = "backfill"
+        with contextlib.ExitStack() as stack:
+            try:
+                # Before touching the warehouse: a DuckDB file answers nothing while another run has it.
+                stack.enter_context(ctx.warehouse.exclusive(state.LEASE_NAME, ctx.holder))
+                ctx.warehouse.check_table("amplitude_events")
+                begun = state.begin(ctx.warehouse, self.record, ctx.holder, ctx.config.lease_seconds)
+            except LockedError as exc:
+                return self._skipped(exc)
+            self.lease = stack.enter_context(state.Lease(ctx.warehouse, ctx.holder, ctx.config.lease_seconds))
+            try:
+                self._deliver_all(begun, start, end, force, yes)
+                self.result.status = "dry_run" if ctx.dry_run else "ok"
+            except BaseException as exc:
+                self.result.status = "failed"
+                self.result.error = ctx.config.redact(str(exc) or type(exc).__name__)
+                stack.close()  # the renewals stop before the run records itself and lets go
+                self._finish()
+                if isinstance(exc, AmpkitError):
+                    # Re-raised with the redacted message and the original's attributes. The cause is
+                    # kept for tracebacks unless the message held a secret: then the cause may too.
+                    clean = _redacted(exc, self.result.error)
+                    if self.result.error != (str(exc) or type(exc).__name__):
+                        raise clean from None
+                    raise clean from exc
+                raise
+        self._finish()
+        return self.result
+
+    def _skipped(self, exc: LockedError) -> SyncResult:
+        logger.warning("skipped: %s", exc)
+        self.record.status, self.record.error = "skipped_locked", str(exc)
+        self.record.finished_at = self.ctx.now
+        state.finish(self.ctx.warehouse, self.record, self.ctx.holder)
+        self.result.status, self.result.error = "skipped_locked", str(exc)
+        return self.result
+
+    def _finish(self) -> None:
+        """Record the run and give the lease back; if even that fails, the lease expires on its own."""
+        r, rec = self.result, self.record
+        r.duration_seconds = time.monotonic() - self.started
+        rec.status, rec.error = r.status, r.error
+        rec.finished_at = rec.started_at + dt.timedelta(seconds=r.duration_seconds)
+        rec.window_start, rec.window_end = r.window_start, r.window_end
+        rec.extracted, rec.sent, rec.accepted = r.extracted, r.sent, r.accepted
+        rec.filtered, rec.rejected = r.filtered, r.rejected
+        rec.duration_seconds, rec.requests, rec.retries = r.duration_seconds, r.requests, r.retries
         try:
-            # Before touching the warehouse: a DuckDB file answers nothing while another run has it.
-            stack.enter_context(wh.exclusive(state.LEASE_NAME, holder))
-            wh.check_table("amplitude_events")
-            wh.ensure_state()
-            state.acquire(wh, holder, config.lease_seconds)
-        except LockedError as exc:
-            logger.warning("skipped: %s", exc)
-            record.status, record.error = "skipped_locked", str(exc)
-            record.finished_at = now
-            wh.ensure_state()
-            state.record_run(wh, record)
-            result.status, result.error = "skipped_locked", str(exc)
-            return result
-        return _leased(config, wh, data_map, run_id, holder, record, result, started, now, start, end,
-                       dry_run, force, yes, progress)
+            state.finish(self.ctx.warehouse, rec, self.ctx.holder)
+        except AmpkitError as exc:
+            try:
+                state.release(self.ctx.warehouse, self.ctx.holder)
+            except AmpkitError as again:
+                logger.warning("the lease could not be given back (%s); it expires on its own", again)
+            if r.status != "failed":
+                raise
+            logger.warning("the failed run could not be recorded (%s)", exc)
 
-
-def _leased(config, wh, data_map, run_id, holder, record, result, started, now, start, end, dry_run, force, yes,
-            progress) -> SyncResult:
-    """The run once it holds the lease: send the windows, record the run, give the lease back."""
-    try:
-        state.start_run(wh, record)
-        windows, lookback_start, move_watermark = _plan(config, wh, now, start, end, force, yes)
+    def _deliver_all(self, begun: state.Begun, start, end, force, yes) -> None:
+        ctx = self.ctx
+        windows = self.plan(begun, start, end, force, yes)
         if not windows:
-            result.window_start, result.window_end = _open_window(config, wh, now, start, end)
-        sender = None if dry_run else Sender(
-            amplitude.Client(config), lanes=config.concurrency, max_events=config.max_events_per_request,
-            budget_seconds=config.retry_budget_seconds, max_backoff_seconds=config.max_backoff_seconds,
-            hold_seconds=config.throttle_hold_seconds)
-        bar = Progress.make(progress, "sync")
+            self.result.window_start, self.result.window_end = self._empty_bounds(begun, start, end)
+        if not ctx.dry_run:
+            c = ctx.config
+            self.sender = Sender(amplitude.Client(c), lanes=c.concurrency, max_events=c.max_events_per_request,
+                                 budget_seconds=c.retry_budget_seconds, max_backoff_seconds=c.max_backoff_seconds,
+                                 hold_seconds=c.throttle_hold_seconds)
+        self.bar = Progress.make(self.progress, "sync")
         try:
-            for i, (a, b, event_start, event_end) in enumerate(windows):
-                lookback = lookback_start if i == 0 else a
-                w = WindowResult(event_start if event_start != EPOCH else a, event_end if event_end != FAR_FUTURE else b)
-                slices = _slices(wh, lookback, b, event_start, event_end)
-                for k, (s, e, rows, size) in enumerate(slices):
-                    cap = _memory_cap(rows, size)
-                    small = rows < HOLD_ROWS
-                    with contextlib.nullcontext() if small else wh.held(memory_limit=cap):
-                        _absorb(w, _window(config, wh, data_map, run_id, holder, sender, bar, result, a, b, lookback,
-                                           s, e, move_watermark and k == len(slices) - 1, dry_run, now, small))
-                result.add(w)
-                record.window_start, record.window_end = result.window_start, result.window_end
+            for window in windows:
+                self.result.absorb(self.deliver(window))
+                self.record.window_start, self.record.window_end = self.result.window_start, self.result.window_end
         finally:
-            bar.close()
-            if sender:
-                sender.close()
-        result.status = "dry_run" if dry_run else "ok"
-    except BaseException as exc:
-        result.status = "failed"
-        result.error = config.redact(str(exc) or type(exc).__name__)
-        try:
-            _record(wh, record, result, started, "failed")
-        finally:
-            _let_go(wh, holder)
-        if isinstance(exc, AmpkitError):
-            # Re-raised with the redacted message: errors must never carry a secret.
-            raise type(exc)(result.error) from None
-        raise
-    try:
-        _record(wh, record, result, started, result.status)
-    finally:
-        _let_go(wh, holder)
-    return result
+            self.bar.close()
+            if self.sender:
+                self.sender.close()
 
+    # -- plan ---------------------------------------------------------------------------------
+    def plan(self, begun: state.Begun, start, end, force, yes) -> list[Window]:
+        """The windows to run: the open window from the watermark, or a backfill's windows."""
+        ctx, config = self.ctx, self.ctx.config
+        if start is not None:
+            return self._backfill_plan(start, end or ctx.now, yes)
+        mark = begun.watermark
+        upper = ctx.now - dt.timedelta(seconds=config.settle_seconds)
+        lower = mark or (upper - dt.timedelta(hours=config.initial_lookback_hours))
+        horizon = ctx.now - dt.timedelta(days=config.dedup_horizon_days)
+        if mark and mark < horizon and not force:
+            earlier = int(ctx.warehouse.run("sync_unfinished", {"horizon": horizon, "window_start": mark})
+                          .column("runs")[0].as_py())
+            if earlier:
+                raise SyncError(f"the open window starts {mark.isoformat()}, beyond Amplitude's {config.dedup_horizon_days}-day "
+                                f"dedup horizon, and an earlier run may have sent part of it; resend with --force if duplicates are acceptable")
+        if upper <= lower:
+            return []
+        # One window, whatever the clock reads: (watermark, now - settle], reaching back over the
+        # lookback for rows loaded late. Slices cut it when it holds more than a slice.
+        return [Window(lower, upper, lower - dt.timedelta(hours=config.lookback_hours), move_watermark=True)]
 
-def _let_go(wh, holder: str) -> None:
-    """Give the lease back, whatever happened before; if even that fails, it expires on its own."""
-    try:
-        state.release(wh, holder)
-    except AmpkitError as exc:
-        logger.warning("the lease could not be given back (%s); it expires on its own", exc)
-
-
-def _record(wh, record: state.RunRecord, result: SyncResult, started: float, status: str) -> None:
-    result.duration_seconds = time.monotonic() - started
-    record.status = status
-    record.finished_at = record.started_at + dt.timedelta(seconds=result.duration_seconds)
-    record.window_start, record.window_end = result.window_start, result.window_end
-    record.extracted, record.sent, record.accepted = result.extracted, result.sent, result.accepted
-    record.filtered, record.rejected = result.filtered, result.rejected
-    record.duration_seconds, record.requests, record.retries = result.duration_seconds, result.requests, result.retries
-    record.error = result.error
-    state.finish_run(wh, record)
-
-
-def _plan(config: Config, wh, now, start, end, force, yes):
-    """The windows to run: (loaded_at from, loaded_at to, event from, event to), and how to move the watermark."""
-    if start is not None:
-        end = end or now
+    def _backfill_plan(self, start: dt.datetime, end: dt.datetime, yes: bool) -> list[Window]:
+        """A backfill of event time [start, end) in windows of loaded_at sized by rows: one query
+        counts the rows without an outcome per loaded hour; hours with none cost nothing more."""
+        ctx = self.ctx
         if end <= start:
             raise ConfigError(f"backfill end {end.isoformat()} is not after start {start.isoformat()}")
-        pending = int(wh.run("sync_estimate", {"event_start": start, "event_end": end, "window_end": now})
-                      .column("pending")[0].as_py())
-        logger.info("backfill estimate pending_rows=%d start=%s end=%s", pending, start.isoformat(), end.isoformat())
-        if pending > config.confirm_threshold_events and not yes:
-            raise ConfigError(f"the backfill would process about {pending:,} rows (over {config.confirm_threshold_events:,}); rerun with --yes")
-        windows = [(EPOCH, now, a, b) for a, b in _event_hours(start, end)]
-        return windows, EPOCH, False
-    mark = state.watermark(wh)
-    upper = now - dt.timedelta(seconds=config.settle_seconds)
-    lower = mark or (upper - dt.timedelta(hours=config.initial_lookback_hours))
-    horizon = now - dt.timedelta(days=config.dedup_horizon_days)
-    if mark and mark < horizon and not force:
-        earlier = int(wh.run("sync_unfinished", {"horizon": horizon, "window_start": mark}).column("runs")[0].as_py())
-        if earlier:
-            raise SyncError(f"the open window starts {mark.isoformat()}, beyond Amplitude's {config.dedup_horizon_days}-day "
-                            f"dedup horizon, and an earlier run may have sent part of it; resend with --force if duplicates are acceptable")
-    lookback = lower - dt.timedelta(hours=config.lookback_hours)
-    hours = hourly_windows(lower, upper) if upper > lower else []
-    if len(hours) > 2:
-        # Hours without loaded rows need no window of their own; the first (it reaches back over
-        # the lookback) and the last (it moves the watermark to the end) always run.
-        loaded = {r["hour_end"] for r in wh.run("sync_hours", {"window_start": lower, "window_end": upper}).to_pylist()}
-        hours = [w for i, w in enumerate(hours) if i in (0, len(hours) - 1) or w[1] in loaded]
-    return [(a, b, EPOCH, FAR_FUTURE) for a, b in hours], lookback, True
+        hours = ctx.warehouse.run("sync_backfill_plan", {"event_start": start, "event_end": end,
+                                                         "window_end": ctx.now}).to_pylist()
+        windows = pack(hours, start, end, self.slice_rows, ctx.warehouse.slice_bytes)
+        estimate = estimate_backfill(windows)
+        logger.info("backfill %s..%s: %s", start.isoformat(), end.isoformat(), estimate)
+        if estimate.rows > ctx.config.confirm_threshold_events and not yes:
+            raise ConfigError(f"the backfill would process {estimate} (over {ctx.config.confirm_threshold_events:,} rows); "
+                              "rerun with --yes")
+        self.result.warnings.append(f"backfill: {estimate}")
+        return windows
 
+    def _empty_bounds(self, begun: state.Begun, start, end):
+        """The bounds of a run with nothing to do, so an empty run still says what it looked at."""
+        if start is not None:
+            return start, end or self.ctx.now
+        upper = self.ctx.now - dt.timedelta(seconds=self.ctx.config.settle_seconds)
+        start = begun.watermark or upper
+        # A run whose clock is behind the watermark (a replayed hour) looked at nothing: never a backwards window.
+        return start, max(start, upper)
 
-def _open_window(config: Config, wh, now, start, end):
-    """The bounds of a window with nothing to do, so an empty run still says what it looked at."""
-    if start is not None:
-        return start, end or now
-    upper = now - dt.timedelta(seconds=config.settle_seconds)
-    start = state.watermark(wh) or upper
-    # A run whose clock is behind the watermark (a replayed hour) looked at nothing: never a backwards window.
-    return start, max(start, upper)
-
-
-def _event_hours(start: dt.datetime, end: dt.datetime):
-    a = start
-    while a < end:
-        b = min(a.replace(minute=0, second=0, microsecond=0) + HOUR, end)
-        yield a, b
-        a = b
-
-
-def _slices(wh, lookback_start, window_end, event_start, event_end) -> list[tuple[dt.datetime, dt.datetime, int, int]]:
-    """The window's event-time range cut at whole minutes into slices of at most about SLICE_ROWS
-    staged rows and SLICE_BYTES: (start, end, rows staged in it, their estimated bytes), upper bounds."""
-    counts = wh.run("sync_slices", {"lookback_start": lookback_start, "window_end": window_end,
-                                    "event_start": event_start, "event_end": event_end}).to_pylist()
-    total = sum(r["row_count"] for r in counts)
-    size = sum(r["text_bytes"] for r in counts)
-    if total <= SLICE_ROWS and size <= SLICE_BYTES:
-        return [(event_start, event_end, total, size)]
-    slices, start, rows, size = [], event_start, 0, 0
-    for r in counts:
-        if rows and (rows + r["row_count"] > SLICE_ROWS or size + r["text_bytes"] > SLICE_BYTES):
-            slices.append((start, r["minute"], rows, size))
-            start, rows, size = r["minute"], 0, 0
-        rows += r["row_count"]
-        size += r["text_bytes"]
-    slices.append((start, event_end, rows, size))
-    return slices
-
-
-def _memory_cap(rows: int, size: int) -> str | None:
-    """DuckDB's memory limit for a slice of `rows` rows and `size` estimated bytes (None: no cap)."""
-    if rows > SLICE_ROWS or size > SLICE_BYTES:
-        return None
-    return f"{max(SLICE_MEMORY_MB, -(-size * SLICE_MEMORY_PER_BYTE // 1_000_000))}MB"
-
-
-def _absorb(w: "WindowResult | SyncResult", part: WindowResult) -> None:
-    """Add the counts of `part` (a slice of a window, or a window of a run) to `w`'s."""
-    w.extracted += part.extracted
-    w.sent += part.sent
-    w.accepted += part.accepted
-    w.requests += part.requests
-    w.retries += part.retries
-    for src, dst in ((part.filtered, w.filtered), (part.rejected, w.rejected)):
-        for k, v in src.items():
-            dst[k] = dst.get(k, 0) + v
-
-
-def _window(config, wh, data_map, run_id, holder, sender, bar, result: SyncResult, a, b, lookback_start,
-            event_start, event_end, move_watermark, dry_run, now, small=False) -> WindowResult:
-    w = WindowResult(event_start if event_start != EPOCH else a, event_end if event_end != FAR_FUTURE else b)
-    w.extracted = int(wh.run("sync_snapshot", {
-        "run_id": run_id, "lookback_start": lookback_start, "window_end": b,
-        "event_start": event_start, "event_end": event_end}).column("extracted")[0].as_py())
-    keys = wh.run("sync_keys", {"run_id": run_id}).to_pylist()
-    decisions = []
-    for row in keys:
-        d = data_map.decide(row["name"] or "", row["source"])
-        decisions.append((row["name"], row["source"], d.action, d.rule, d.reason))
-        if d.rule == "unknown":
-            result.warnings.append(f"'{row['name']}' ({row['source']}) is not in the data map; sent ({row['row_count']} rows)")
-        elif d.rule == datamaps.UNKNOWN_HELD:
-            result.warnings.append(f"'{row['name']}' ({row['source']}) is not in the data map; held ({row['row_count']} rows)")
-    for warning in result.warnings[-len(keys):] if keys else []:
-        logger.warning("data map: %s", warning)
-    state.write_rules(wh, run_id, decisions)
-    params = extract_params(config, run_id, now, lookback_start, b)
-    dead_rows: list[dict] = []
-    bar.total(w.extracted)
-    batches = wh.stream("sync_extract", params, batch_rows=STREAM_ROWS)
-    if small:
-        # A small slice is read whole first: a DuckDB file stays locked while it is streamed, and
-        # Amplitude may take minutes to answer (a 429 hold), which other processes should not wait out.
-        batches = list(batches)
-    for batch in batches:
-        bad = pc.is_valid(batch.column("reject_reason"))
-        keep = None
-        if pc.any(bad).as_py():
-            dead_rows += _dead_rows(run_id, batch.filter(bad), None, now)
-            keep = pc.invert(bad)
-        # One copy of the batch (rejects dropped, lanes together); the engine's batch goes at once.
-        batch = _lane_ordered(batch, keep)
-        if not batch.num_rows:
-            continue
-        if dry_run:
-            if len(result.samples) < 3:
-                result.samples.append(_sample(batch))
-            w.sent += batch.num_rows
-            w.accepted += batch.num_rows
-            continue
-        sent = sender.send(Chunk.from_batch(batch))
-        w.sent += batch.num_rows
-        w.requests += sent.requests
-        w.retries += sent.retries
-        result.request_log += sent.log
-        w.accepted += sent.accepted
-        if sent.dead:
-            dead_rows += _dead_rows(run_id, batch, sent.dead, now)
-        if sent.accepted + len(sent.dead) != batch.num_rows:
-            raise AccountingError(f"sent {batch.num_rows} events but {sent.accepted} were accepted and {len(sent.dead)} dead-lettered")
-        bar.update(batch.num_rows)
-        state.renew(wh, holder, config.lease_seconds)
-    if dry_run:
-        counts = wh.run("sync_resolve", {"run_id": run_id, "start_time": params["start_time"]}).to_pylist()
-        _tally(w, counts, dry_run=True, dead=dead_rows)
-        wh.run("sync_discard", {"run_id": run_id})
-        w.check()
+    # -- per window ---------------------------------------------------------------------------
+    def deliver(self, window: Window) -> WindowResult:
+        """Sync one window, slice by slice; the watermark moves with its last slice."""
+        a, b = window.reported()
+        w = WindowResult(window_start=a, window_end=b)
+        slices = self._slices(window)
+        for k, part in enumerate(slices):
+            last = k == len(slices) - 1
+            part = dataclasses.replace(part, move_watermark=window.move_watermark and last)
+            small = (part.rows or 0) < HOLD_ROWS
+            with contextlib.nullcontext() if small else self.ctx.warehouse.held(memory_limit=self._memory_cap(part)):
+                w.add(self._slice(part, small))
         return w
-    state.write_dead_letters(wh, dead_rows)
-    counts = wh.run("sync_resolve", {"run_id": run_id, "start_time": params["start_time"]}).to_pylist()
-    accepted_by_amplitude = w.accepted
-    _tally(w, counts)
-    if w.accepted != accepted_by_amplitude:
-        raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {w.accepted}")
-    w.check()
-    try:
-        wh.run("sync_finalize", {"run_id": run_id, "finished_at": config.clock(), "start_time": params["start_time"],
-                                 "watermark": b, "move_watermark": move_watermark, "name": state.LEASE_NAME,
-                                 "holder": holder, "lookback_start": lookback_start, "window_end": b})
-    except WarehouseError:
-        state.check_held(wh, holder)  # the fence refused the commit: say so, not the raw engine error
-        raise
-    # A large window is synced in event-time slices; say which part of it this was.
-    part = "" if (event_start, event_end) == (EPOCH, FAR_FUTURE) else \
-        f" event_time={_moment(event_start, 'start')}..{_moment(event_end, 'end')}"
-    logger.info("window done loaded_at=%s..%s%s extracted=%d accepted=%d filtered=%d rejected=%d",
-                a.isoformat(), b.isoformat(), part, w.extracted, w.accepted,
-                sum(w.filtered.values()), sum(w.rejected.values()))
-    return w
+
+    def _slices(self, window: Window) -> list[Window]:
+        """The window cut at whole minutes of event time into slices of at most about `slice_rows`
+        staged rows and the warehouse's `slice_bytes` (a planned window that fits needs no query)."""
+        limit_rows, limit_bytes = self.slice_rows, self.ctx.warehouse.slice_bytes
+        if window.rows is not None and window.rows <= limit_rows and window.text_bytes <= limit_bytes:
+            return [window]
+        counts = self.ctx.warehouse.run("sync_slices", window.params()).to_pylist()
+        total, size = sum(r["row_count"] for r in counts), sum(r["text_bytes"] for r in counts)
+        if total <= limit_rows and size <= limit_bytes:
+            return [window.slice(window.event_start, window.event_end, total, size)]
+        slices, start, rows, size = [], window.event_start, 0, 0
+        for r in counts:
+            if rows and (rows + r["row_count"] > limit_rows or size + r["text_bytes"] > limit_bytes):
+                slices.append(window.slice(start, r["minute"], rows, size))
+                start, rows, size = r["minute"], 0, 0
+            rows += r["row_count"]
+            size += r["text_bytes"]
+        slices.append(window.slice(start, window.event_end, rows, size))
+        return slices
+
+    def _memory_cap(self, part: Window) -> str | None:
+        """DuckDB's memory limit while a slice holds the warehouse (None: no cap)."""
+        rows, size = part.rows or 0, part.text_bytes
+        if rows > self.ctx.warehouse.slice_rows or size > self.ctx.warehouse.slice_bytes:
+            return None
+        return f"{max(SLICE_MEMORY_MB, -(-size * SLICE_MEMORY_PER_BYTE // 1_000_000))}MB"
+
+    # -- per slice: snapshot -> deliver -> checkpoint -------------------------------------------
+    def _slice(self, part: Window, small: bool) -> Counts:
+        ctx = self.ctx
+        keys = ctx.warehouse.run("sync_snapshot", {"run_id": ctx.run_id, **part.params()}).to_pylist()
+        counts = Counts(extracted=sum(k["row_count"] for k in keys))
+        params = {**extract_params(ctx.config, ctx.run_id, ctx.now, part.lookback_start, part.end),
+                  **state.rule_params(self._decide(keys))}
+        rejects = self._send(params, counts, small)
+        if ctx.dry_run:
+            outcomes = ctx.warehouse.run("sync_resolve", {"run_id": ctx.run_id, "start_time": params["start_time"],
+                                                          **state.reject_params(ctx.warehouse, ctx.run_id, [])}).to_pylist()
+            counts.settle(outcomes)
+            _dry_run_rejects(counts, rejects)
+            ctx.warehouse.run("sync_discard", {"run_id": ctx.run_id})
+            counts.check("dry run")
+            return counts
+        outcomes = self._checkpoint(part, params, counts, rejects)
+        accepted_by_amplitude = counts.accepted
+        counts.settle(outcomes)
+        if counts.accepted != accepted_by_amplitude:  # checked in the transaction too; this says it in Python's words
+            raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {counts.accepted}")
+        counts.check("slice")
+        part_text = "" if not part.backfill and (part.event_start, part.event_end) == (EPOCH, FAR_FUTURE) else \
+            f" event_time={_moment(part.event_start, 'start')}..{_moment(part.event_end, 'end')}"
+        logger.info("window done loaded_at=%s..%s%s extracted=%d accepted=%d filtered=%d rejected=%d",
+                    part.start.isoformat(), part.end.isoformat(), part_text, counts.extracted, counts.accepted,
+                    sum(counts.filtered.values()), sum(counts.rejected.values()))
+        return counts
+
+    def _decide(self, keys: list[dict]) -> list[tuple]:
+        """The data map's decision per (name, source) of the snapshot, with a warning per unknown key."""
+        decisions, warnings = [], []
+        for row in keys:
+            d = self.ctx.data_map.decide(row["name"] or "", row["source"])
+            decisions.append((row["name"], row["source"], d.action, d.rule, d.reason))
+            if d.rule == "unknown":
+                warnings.append(f"'{row['name']}' ({row['source']}) is not in the data map; sent ({row['row_count']} rows)")
+            elif d.rule == datamaps.UNKNOWN_HELD:
+                warnings.append(f"'{row['name']}' ({row['source']}) is not in the data map; held ({row['row_count']} rows)")
+        for warning in warnings:
+            logger.warning("data map: %s", warning)
+        self.result.warnings += warnings
+        return decisions
+
+    def _send(self, params: dict, counts: Counts, small: bool) -> list[dict]:
+        """Stream the slice's events from the transform to Amplitude; returns the rejected rows."""
+        ctx = self.ctx
+        rejects: list[dict] = []
+        self.bar.total(counts.extracted)
+        batches = ctx.warehouse.stream("sync_extract", params, batch_rows=STREAM_ROWS)
+        if small:
+            # A small slice is read whole first: a DuckDB file stays locked while it is streamed, and
+            # Amplitude may take minutes to answer (a 429 hold), which other processes should not wait out.
+            batches = list(batches)
+        for batch in batches:
+            self.lease.held()
+            bad = pc.is_valid(batch.column("reject_reason"))
+            keep = None
+            if pc.any(bad).as_py():
+                rejects += _dead_rows(batch.filter(bad), None)
+                keep = pc.invert(bad)
+            # One copy of the batch (rejects dropped, lanes together); the engine's batch goes at once.
+            batch = _lane_ordered(batch, keep)
+            if not batch.num_rows:
+                continue
+            if ctx.dry_run:
+                if len(self.result.samples) < 3:
+                    self.result.samples.append(_sample(batch))
+                counts.sent += batch.num_rows
+                counts.accepted += batch.num_rows
+                continue
+            sent = self.sender.send(Chunk.from_batch(batch))
+            counts.sent += batch.num_rows
+            counts.requests += sent.requests
+            counts.retries += sent.retries
+            self.result.request_log += sent.log
+            counts.accepted += sent.accepted
+            if sent.dead:
+                rejects += _dead_rows(batch, sent.dead)
+            if sent.accepted + len(sent.dead) != batch.num_rows:
+                raise AccountingError(f"sent {batch.num_rows} events but {sent.accepted} were accepted and {len(sent.dead)} dead-lettered")
+            self.bar.update(batch.num_rows)
+        return rejects
+
+    def _checkpoint(self, part: Window, params: dict, counts: Counts, rejects: list[dict]) -> list[dict]:
+        """Record the slice's outcomes, dead letters, counts and watermark in one transaction (I/O)."""
+        ctx = self.ctx
+        finalize = {"run_id": ctx.run_id, "finished_at": ctx.config.clock(), "start_time": params["start_time"],
+                    "watermark": part.end, "move_watermark": part.move_watermark, "name": state.LEASE_NAME,
+                    "holder": ctx.holder, "extracted": counts.extracted, "accepted": counts.accepted,
+                    **state.reject_params(ctx.warehouse, ctx.run_id, rejects)}
+        with self.lease.quiet():
+            finalize["expires_at"] = state.wall_clock() + dt.timedelta(seconds=ctx.config.lease_seconds)
+            try:
+                outcomes = ctx.warehouse.run("sync_finalize", finalize).to_pylist()
+            except WarehouseError as exc:
+                if "the outcomes do not add up" in str(exc):
+                    raise AccountingError(str(exc).split("ampkit: ", 1)[-1]) from exc
+                state.check_held(ctx.warehouse, ctx.holder)  # the fence refused the commit: say so, not the raw engine error
+                raise
+            ctx.warehouse.note_lease(state.LEASE_NAME, ctx.holder, finalize["expires_at"])
+        return outcomes
+
+
+def pack(hours: list[dict], start: dt.datetime, end: dt.datetime, rows: int, size: int) -> list[Window]:
+    """A backfill's windows: consecutive loaded hours with rows to handle, packed up to `rows` rows
+    and `size` bytes each (an hour over the limits is a window of its own, sliced later) (pure)."""
+    windows: list[Window] = []
+    first = last = None
+    n = b = 0
+    tick = dt.timedelta(microseconds=1)
+
+    def close():
+        # Loaded in [first, last + 1 h): the window's bounds are (first - 1 µs, last + 1 h - 1 µs].
+        windows.append(Window(first, last + HOUR - tick, first - tick, start, end, False, n, b))
+    for h in hours:
+        if first is not None and (n + h["row_count"] > rows or b + h["text_bytes"] > size):
+            close()
+            first = None
+        if first is None:
+            first, n, b = h["hour"], 0, 0
+        last = h["hour"]
+        n += h["row_count"]
+        b += h["text_bytes"]
+    if first is not None:
+        close()
+    return windows
+
+
+def estimate_backfill(windows: list[Window]) -> Estimate:
+    """What a backfill's windows will cost: rows, jobs, bytes read (each row's staged text is read
+    by the snapshot and the transform), wall time at Amplitude's pace and the jobs' latency (pure)."""
+    rows = sum(w.rows or 0 for w in windows)
+    jobs = 3 + JOBS_PER_WINDOW * len(windows)  # begin, plan, finish
+    size = 2 * sum(w.text_bytes for w in windows)
+    return Estimate(rows, len(windows), jobs, size, rows / BACKFILL_EVENTS_PER_SECOND + jobs * SECONDS_PER_JOB)
+
+
+def _redacted(exc: AmpkitError, message: str) -> AmpkitError:
+    """`exc` with `message` (secrets removed), keeping its class and attributes."""
+    clone = copy.copy(exc)
+    clone.args = (message,)
+    return clone
+
+
+def _dry_run_rejects(counts: Counts, rejects: list[dict]) -> None:
+    # A dry run writes no dead letters, so the SQL counted its rejected rows as accepted.
+    by_reason = collections.Counter(d["reason"] for d in rejects)
+    counts.accepted -= sum(by_reason.values())
+    for k, v in by_reason.items():
+        counts.rejected[k] = counts.rejected.get(k, 0) + v
+    counts.sent = counts.accepted
 
 
 def extract_params(config: Config, run_id: str, now: dt.datetime, lookback_start: dt.datetime = EPOCH,
@@ -484,26 +600,8 @@ def _moment(t: dt.datetime, side: str) -> str:
     return t.isoformat() if t not in (EPOCH, FAR_FUTURE) else side
 
 
-def _tally(w: WindowResult, counts: list[dict], dry_run: bool = False, dead: list[dict] | None = None) -> None:
-    w.accepted, w.filtered, w.rejected = 0, {}, {}
-    for row in counts:
-        if row["outcome"] == "accepted":
-            w.accepted += row["row_count"]
-        elif row["outcome"] in ("filtered", "held"):
-            w.filtered[row["reason"]] = w.filtered.get(row["reason"], 0) + row["row_count"]
-        else:
-            w.rejected[row["reason"]] = w.rejected.get(row["reason"], 0) + row["row_count"]
-    if dry_run and dead:
-        # In a dry run dead letters are not written, so the SQL counts them as accepted.
-        by_reason = collections.Counter(d["reason"] for d in dead)
-        w.accepted -= sum(by_reason.values())
-        for k, v in by_reason.items():
-            w.rejected[k] = w.rejected.get(k, 0) + v
-        w.sent = w.accepted
-
-
-def _dead_rows(run_id: str, batch: pa.RecordBatch, dead: list[tuple[int, str, str]] | None, now) -> list[dict]:
-    """Dead-letter rows for the events of `batch` (all of them, with their SQL reason) or at `dead` indexes."""
+def _dead_rows(batch: pa.RecordBatch, dead: list[tuple[int, str, str]] | None) -> list[dict]:
+    """Rejected rows of `batch`: all of them, with their SQL reason, or those at `dead`'s indexes."""
     columns = ("id", "insert_id", "name", "event_time", "loaded_at", "event")
     if dead is None:
         rows = batch.select(list(columns) + ["reject_reason"]).to_pylist()
@@ -513,10 +611,9 @@ def _dead_rows(run_id: str, batch: pa.RecordBatch, dead: list[tuple[int, str, st
         for i, reason, detail in dead:
             row = {c: batch.column(c)[i].as_py() for c in columns}
             picked.append((row, reason, detail))
-    return [{"run_id": run_id, "id": r["id"], "insert_id": r["insert_id"], "name": r["name"],
-             "event_time": r["event_time"], "loaded_at": r["loaded_at"], "reason": reason,
-             "detail": detail[:500], "event": (r["event"] or "").rstrip(","), "created_at": now,
-             "replayed_run_id": None} for r, reason, detail in picked]
+    return [{"id": r["id"], "insert_id": r["insert_id"], "name": r["name"], "event_time": r["event_time"],
+             "loaded_at": r["loaded_at"], "reason": reason, "detail": detail[:500],
+             "event": (r["event"] or "").rstrip(",")} for r, reason, detail in picked]
 
 
 def _sample(batch: pa.RecordBatch) -> dict:

@@ -81,6 +81,11 @@ class Warehouse:
 
     dialect = ""
     name = ""
+    # How many staged rows (and estimated bytes) a run snapshots, sends and records at once. On
+    # DuckDB the engine's memory bounds it; on BigQuery every job costs a second or two and the
+    # rows stream in pages, so a slice is as large as a crash may make a run send again.
+    slice_rows = 100_000
+    slice_bytes = 50_000_000
 
     def run(self, query: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a named query; returns its last statement's rows as an Arrow table (I/O)."""
@@ -204,7 +209,7 @@ class DuckDBWarehouse(Warehouse):
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {exc}") from None
+                    raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:
@@ -296,31 +301,32 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
         check_params(params)
         statements = sqlfiles.duckdb_statements(query)
-        started = False
         with self.connect() as con, _translate(query):
-            try:
-                for statement in statements[:-1]:
-                    con.execute(statement, _used_params(statement, params))
-                rel = con.sql(statements[-1], params=_used_params(statements[-1], params))
-                for batch in rel.to_arrow_reader(batch_rows):
-                    if batch.num_rows:
-                        batch = _as_bigquery(batch)
-                        started = True
-                        # Handed over, not kept: this frame holding it while the caller works
-                        # would keep the engine's copy alive beside the caller's.
-                        held, batch = [batch], None
-                        yield held.pop()
-                return
-            except duckdb.OutOfMemoryException:
-                # A memory cap set by held() is a bound on the cache, never a reason to fail: the
-                # rows' size decides what a query needs. Lifted (for the rest of the hold), and the
-                # query read again; its statements before the last are reads, so that is safe.
-                if started or not self._capped:
-                    raise
-                logger.warning("%s needs more memory than the slice's cap; lifting the cap", query)
-                con.execute("RESET memory_limit")
-                self._capped = False
-        yield from self.stream(query, params, batch_rows)
+            for statement in statements[:-1]:
+                con.execute(statement, _used_params(statement, params))
+            last = statements[-1]
+            for attempt in (1, 2):
+                started = False
+                try:
+                    rel = con.sql(last, params=_used_params(last, params))
+                    for batch in rel.to_arrow_reader(batch_rows):
+                        if batch.num_rows:
+                            batch = _as_bigquery(batch)
+                            started = True
+                            # Handed over, not kept: this frame holding it while the caller works
+                            # would keep the engine's copy alive beside the caller's.
+                            held, batch = [batch], None
+                            yield held.pop()
+                    return
+                except duckdb.OutOfMemoryException:
+                    # A memory cap set by held() is a bound on the cache, never a reason to fail: the
+                    # rows' size decides what a query needs. Lifted (for the rest of the hold), and the
+                    # last statement read again (the ones before it, which may write, are not re-run).
+                    if started or not self._capped or attempt == 2:
+                        raise
+                    logger.warning("%s needs more memory than the slice's cap; lifting the cap", query)
+                    con.execute("RESET memory_limit")
+                    self._capped = False
 
     def append(self, table, rows):
         check_identifier("table", table)
@@ -385,9 +391,9 @@ def _translate(what: str):
     try:
         yield
     except duckdb.CatalogException as exc:
-        raise SchemaError(f"{what}: {_first_line(exc)}") from None
+        raise SchemaError(f"{what}: {_first_line(exc)}") from exc
     except duckdb.Error as exc:
-        raise WarehouseError(f"{what}: {_first_line(exc)}") from None
+        raise WarehouseError(f"{what}: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -402,6 +408,8 @@ class BigQueryWarehouse(Warehouse):
     """
 
     dialect = "bigquery"
+    slice_rows = 2_000_000
+    slice_bytes = 4_000_000_000
 
     def __init__(self, project: str, dataset: str, endpoint: str | None = None,
                  location: str = "US", storage_api: bool = False):
@@ -554,9 +562,9 @@ def _bq_errors(what: str):
     try:
         yield
     except gexc.NotFound as exc:
-        raise SchemaError(f"{what}: not found in BigQuery: {_bq_message(exc)}") from None
+        raise SchemaError(f"{what}: not found in BigQuery: {_bq_message(exc)}") from exc
     except (gexc.GoogleAPIError, aexc.GoogleAuthError) as exc:
-        raise WarehouseError(f"{what}: BigQuery error: {_bq_message(exc)}") from None
+        raise WarehouseError(f"{what}: BigQuery error: {_bq_message(exc)}") from exc
 
 
 def _bq_message(exc: Exception) -> str:

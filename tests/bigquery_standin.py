@@ -658,7 +658,9 @@ class BigQueryStandin:
                                             "concurrent update", "query") from None
                     rows = None
                 if rows is not None:
-                    if target is not None:
+                    # BigQuery detects conflicts on the data a statement changed: one that changed
+                    # no row conflicts with nothing.
+                    if target is not None and rows and rows[0] and rows[0][0]:
                         if transaction is not None:
                             transaction["changed"].add(target)
                         else:

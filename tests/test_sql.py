@@ -25,10 +25,11 @@ import sqlglot
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from ampkit import sql as sqlfiles
-from ampkit import sync
+from ampkit import state, sync
 from ampkit import warehouse as warehouses
 
 from bigquery_oracle import ROOT, Oracle, OracleError, schema
+from bigquery_standin import partition_filters, tables_read
 
 SQL_FILES = sorted(Path(sqlfiles.HERE).glob("*.sql")) + sorted((ROOT / "scheduled").glob("*.sql"))
 SCHEMA = {"schema_event_logs", "schema_state", "schema_seed"}
@@ -225,6 +226,11 @@ def parameter_values(name: str, kind: str):
         "recon_id": st.just("x1"), "holder": st.sampled_from(["h1", "h2"]),
         "amplitude_start_date": st.sampled_from([dt.date(2020, 12, 1), dt.date(2022, 3, 14)]),
         "start_time": st.sampled_from([dt.datetime(2020, 12, 1, tzinfo=UTC), dt.datetime(2022, 3, 14, 9, tzinfo=UTC)]),
+        # Parallel arrays: sync_world fills them from the rows it builds (the data map's decisions, rejects).
+        **dict.fromkeys(["key_names", "key_sources", "key_actions", "key_rules", "key_reasons", "reject_ids",
+                         "reject_insert_ids", "reject_names", "reject_event_times", "reject_loaded_ats",
+                         "reject_reasons", "reject_details", "reject_events"], st.just([])),
+        "schema_version": st.sampled_from(["v1", "v2"]),
         # The hourly run reads every event time: its bounds are the epoch and the far future.
         "event_start": st.just(sync.EPOCH) | moments(), "event_end": st.just(sync.FAR_FUTURE) | moments(),
     }
@@ -261,11 +267,38 @@ def sync_world(draw, tables: dict, params: dict):
     world["ampkit_run_rules"] = [{"run_id": run_id, "name": n, "source": src, "action": draw(st.sampled_from(["send", "send", "exclude", "hold"])),
                                   "rule": draw(st.sampled_from(["default", "backend", "code_insights"])), "reason": None}
                                  for n, src in sorted(keys, key=repr)]
-    world["ampkit_dead_letters"] = [{"run_id": run_id, "id": p["id"], "insert_id": p["insert_id"], "name": p["name"],
-                                     "event_time": p["event_time"], "loaded_at": p["loaded_at"],
-                                     "reason": draw(st.sampled_from(["no_id", "quota"])), "detail": None, "event": None,
-                                     "created_at": p["loaded_at"], "replayed_run_id": None}
-                                    for p in pending if draw(st.sampled_from([False, False, False, True]))]
+    if "key_names" in params:
+        # The run's decisions travel as parameters (sync_extract.sql inserts them); the table holds
+        # another run's, which the query must not pick up.
+        mine = world["ampkit_run_rules"]
+        params.update({"key_names": [r["name"] for r in mine], "key_sources": [r["source"] or "" for r in mine],
+                       "key_actions": [r["action"] for r in mine], "key_rules": [r["rule"] for r in mine],
+                       "key_reasons": [r["reason"] or "" for r in mine]})
+        world["ampkit_run_rules"] = [{**r, "run_id": "r3", "action": "send"} for r in mine[:1]]
+    rejects = [{"id": p["id"], "insert_id": p["insert_id"], "name": p["name"], "event_time": p["event_time"],
+                "loaded_at": p["loaded_at"], "reason": draw(st.sampled_from(["no_id", "quota"])), "detail": "",
+                "event": '{"event_type":"x"}'}
+               for p in pending if draw(st.sampled_from([False, False, False, True]))]
+    spilled = draw(st.sampled_from([False, False, True]))  # too many for parameters: a load job wrote them
+    world["ampkit_rejects"] = [{"run_id": run_id, **r} for r in rejects] if spilled else []
+    listed = [] if spilled else rejects
+    if "reject_ids" in params:
+        text = lambda v: "" if v is None else (v.isoformat() if isinstance(v, dt.datetime) else str(v))  # noqa: E731
+        params.update({"reject_ids": [r["id"] for r in listed],
+                       **{f"reject_{c}s": [text(r[c]) for r in listed]
+                          for c in ("insert_id", "name", "event_time", "loaded_at", "reason", "detail", "event")}})
+    world["ampkit_dead_letters"] = []
+    if "reject_ids" in params and "accepted" in params:
+        # The checkpoint's accounting identity: the counts a run would pass, mostly right (else nothing commits).
+        mine = [p for p in pending if p["run_id"] == run_id]
+        actions = {(r["name"], r["source"] or ""): r["action"] for r in world["ampkit_run_rules"] if r["run_id"] == run_id}
+        dead = {r["id"] for r in rejects}
+        start = params.get("start_time")
+        accepted = sum(1 for p in mine if p["id"] not in dead and not (p["event_time"] is not None and start is not None
+                                                                      and p["event_time"] < start)
+                       and actions.get((p["name"], p["source"] or "")) == "send")
+        off = draw(st.sampled_from([0, 0, 0, 0, 1]))
+        params.update({"extracted": len(mine) + off, "accepted": accepted})
     world["ampkit_deliveries"] = [{"id": p["id"] + 100, "insert_id": p["insert_id"], "name": p["name"], "source": p["source"],
                                    "event_time": p["event_time"], "loaded_at": p["loaded_at"], "outcome": "accepted",
                                    "reason": None, "run_id": "r0", "delivered_at": p["loaded_at"]}
@@ -438,15 +471,6 @@ def staged_row(id_, loaded_at, timestamp=None, **values):
     return row
 
 
-def test_sync_hours_rounds_each_load_up_to_the_end_of_its_hour(oracle):
-    # The planner runs a window per hour (a, b] that has loads; a load belongs to the hour ending at
-    # or after it. Truncated or mis-translated rounding skips a window, and its rows are never sent.
-    loads = [at(9), at(9, 0, 0, 1), at(9, 0, 0, 500000), at(9, 17), at(10, 59, 59, 999999), at(11), at(8, 30)]
-    tables = {"amplitude_events": [staged_row(1000 + i, t) for i, t in enumerate(loads)]}
-    result = answer(oracle, sqlfiles.path("sync_hours"), tables, {"window_start": at(8, 30), "window_end": at(11)})
-    assert sorted(r[0] for r in result.rows) == [at(9), at(10), at(11)]
-
-
 def test_staging_counts_each_row_in_its_quarter_hour(oracle):
     times = [at(8, 59, 59, 999999), at(9), at(9, 14, 59, 999999), at(9, 15), at(9, 15, 0, 1)]
     tables = {"event_logs": [{**{c: None for c, _ in TABLES["event_logs"]}, "id": 1000 + i, "name": "ViewHome",
@@ -468,10 +492,11 @@ def test_extract_builds_the_event_amplitude_receives(oracle):
               "ampkit_pending": [{"run_id": "r1", "id": 1000, "name": "ViewHome", "source": "WEB", "insert_id": "i-1",
                                   "event_time": row["timestamp"], "loaded_at": row["loaded_at"], "rule": None,
                                   "outcome": None}],
-              "ampkit_run_rules": [{"run_id": "r1", "name": "ViewHome", "source": "WEB", "action": "send",
-                                    "rule": "default", "reason": None}],
+              "ampkit_run_rules": [],
               "ampkit_deliveries": []}
-    params = sync.extract_params(_config(), "r1", at(10))
+    # The data map's decision travels with the query (state.rule_params), as a run sends it.
+    params = {**sync.extract_params(_config(), "r1", at(10)),
+              **state.rule_params([("ViewHome", "WEB", "send", "default", None)])}
     params = {k: v for k, v in params.items() if k in sqlfiles.parameters("sync_extract")}
     result = answer(oracle, sqlfiles.path("sync_extract"), tables, params)
     (out,) = [dict(zip(result.columns, r)) for r in result.rows]
@@ -527,62 +552,28 @@ def partition_columns() -> dict[str, str]:
 
 def unbounded_references(path: Path) -> set[str]:
     """The partitioned tables a file reads or changes without a predicate on the partition column
-    in the same query block (its WHERE or JOIN ... ON): BigQuery would read every partition."""
-    exp = sqlglot.exp
+    in the same query block (its WHERE or JOIN ... ON): BigQuery would read every partition. The
+    stand-in bills (and refuses) by the same rule."""
     partitioned = partition_columns()
     found = set()
     for tree in sqlglot.parse(path.read_text(encoding="utf-8"), read="bigquery"):
         if tree is None:
             continue
-        for table in tree.find_all(exp.Table):
+        for table in tables_read(tree):
             column = partitioned.get(table.name)
-            if column is None or isinstance(table.parent, exp.Schema) or isinstance(tree, exp.Create):
-                continue
-            if isinstance(tree, exp.Insert) and table.parent is tree:
-                continue  # the INSERT's target is written, not read
-            scope = table.find_ancestor(exp.Select, exp.Delete, exp.Update)
-            conditions = [scope.args.get("where")] + [j.args.get("on") for j in scope.args.get("joins") or []]
-            alias = table.alias_or_name
-            bounded = any(c.name == column and c.table in ("", alias) and prunes(c, cond)
-                          for cond in conditions if cond is not None for c in cond.find_all(exp.Column))
-            if not bounded:
+            if column is not None and not partition_filters(table, column):
                 found.add(table.name)
     return found
 
 
-def prunes(column, condition) -> bool:
-    """Whether a predicate on `column` lets BigQuery skip partitions: a comparison with constants or
-    parameters only, ANDed into the condition (under an OR, or against another column, it does not)."""
-    exp = sqlglot.exp
-    comparison = column.parent
-    if not isinstance(comparison, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between)):
-        return False
-    if any(other is not column for other in comparison.find_all(exp.Column)):
-        return False
-    node = comparison
-    while node is not condition:
-        node = node.parent
-        if not isinstance(node, (exp.And, exp.Paren, exp.Where)) and node is not condition:
-            return False
-    return True
-
-
-# What still reads a partitioned table whole, and why it is left so for now. A ratchet: the test fails
-# if a file outside this list reads unbounded, and if a listed read has become bounded (drop it here).
 UNBOUNDED = {
-    ("amplitude_events.sql", "amplitude_events"): "staging's NOT EXISTS by id (open: bounded staging, issue 14)",
     ("datamap_volumes.sql", "amplitude_events"): "`datamap suggest`, on demand: bounded by event time, partitioned by load time",
-    ("deadletter_forget.sql", "ampkit_deliveries"): "`dead-letters replay`, on demand, by id",
     ("event_logs_count.sql", "event_logs"): "COUNT(*) of a whole table is answered from metadata (free)",
-    ("recon_amplitude.sql", "ampkit_deliveries"): "accepted insert_ids by event time (open: per-row retention, issue 14)",
-    ("runs_start.sql", "ampkit_deliveries"): "dead letters of interrupted runs, by run and id (open, issue 14)",
     ("seed_clear.sql", "event_logs"): "synthetic data only (ampkit seed)",
     ("seed_next_id.sql", "event_logs"): "synthetic data only (ampkit seed)",
     ("stage_count.sql", "amplitude_events"): "COUNT(*) of a whole table is answered from metadata (free)",
     ("summary.sql", "event_logs"): "`ampkit status`, on demand: ranges of every table",
     ("summary.sql", "amplitude_events"): "`ampkit status`, on demand: ranges of every table",
-    ("summary.sql", "ampkit_deliveries"): "`ampkit status`, on demand: ranges of every table",
-    ("sync_estimate.sql", "ampkit_deliveries"): "backfill estimate, once per backfill (open: set-based backfill, issue 14)",
 }
 
 

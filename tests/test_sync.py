@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from ampkit import dashboard, stage, state, sync, warehouse as warehouses
-from ampkit.errors import SyncError, WarehouseError
+from ampkit.errors import ConfigError, SyncError, WarehouseError
 from ampkit.sandbox import SandboxConfig, start
 
 from conftest import API_KEY, NOW, SECRET_KEY, fill
@@ -265,14 +265,30 @@ def test_dry_run_sends_nothing_and_moves_nothing(seeded, make_config, sandbox):
         assert state.watermark(wh) is None
 
 
-def test_backfill_by_event_time(seeded, make_config):
-    cfg = make_config(initial_lookback_hours=1, lookback_hours=0)
+def test_backfill_by_event_time_in_windows_sized_by_rows(seeded, make_config):
+    cfg = make_config(initial_lookback_hours=1, lookback_hours=0, slice_rows=500)
     first = sync.run(cfg, progress="none")
     result = sync.run(cfg, start=NOW - dt.timedelta(days=2), end=NOW, progress="none")
-    assert result.extracted > first.extracted > 0 and len(result.windows) == 48
+    # Windows of loaded hours packed up to 500 rows (an hour holding more is one window, sliced), not
+    # one per event hour: the fixture's rows were loaded by 7 staging runs, the first holding most.
+    assert result.extracted > first.extracted > 0
+    assert 2 <= len(result.windows) <= 7
+    assert any("backfill:" in w and "warehouse jobs" in w for w in result.warnings)
     identity(result)
-    assert sync.run(cfg, start=NOW - dt.timedelta(days=2), end=NOW, progress="none").extracted == 0
+    again = sync.run(cfg, start=NOW - dt.timedelta(days=2), end=NOW, progress="none")
+    assert again.extracted == 0 and again.windows == []  # what was handled costs nothing more
     assert_exactly_once(cfg, seeded)
+
+
+def test_a_large_backfill_asks_for_yes_with_its_estimate(seeded, make_config):
+    cfg = make_config(confirm_threshold_events=100, slice_rows=1000)
+    with pytest.raises(ConfigError) as caught:
+        sync.run(cfg, start=NOW - dt.timedelta(days=2), end=NOW, yes=False, progress="none")
+    message = str(caught.value)
+    assert "rows in" in message and "windows" in message and "warehouse jobs" in message and "GB read" in message
+    assert "--yes" in message
+    with warehouses.open(seeded) as wh:
+        assert state.watermark(wh) is None and [r["status"] for r in state.runs(wh, 5)] == ["failed"]
 
 
 def test_crash_at_random_points_then_rerun_is_exactly_once(seeded, make_config, sandbox):
@@ -371,4 +387,4 @@ def test_the_lease_is_given_back_when_recording_the_run_fails(seeded, make_confi
     with pytest.raises(WarehouseError):
         sync.run(make_config(), progress="none")
     with warehouses.open(seeded) as wh:
-        assert _query(wh, "SELECT * FROM ampkit_lease") == []
+        assert [r["holder"] for r in _query(wh, "SELECT * FROM ampkit_lease")] == [None]  # unowned: given back

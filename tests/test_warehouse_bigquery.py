@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import time
 import urllib.request
 import uuid
 from urllib.error import HTTPError
@@ -467,3 +468,69 @@ def test_standin_rolls_back_a_failed_transaction(standin, tmp_path):
         with pytest.raises(WarehouseError):
             w.run(q)
         assert w.run(query_file(tmp_path, "n", "SELECT COUNT(*) AS n FROM ampkit_lease")).to_pylist() == [{"n": 0}]
+
+
+# --- the stand-in bills and contends as BigQuery does -----------------------------------------
+
+def test_standin_bills_the_columns_read_in_the_partitions_not_pruned(standin, tmp_path):
+    with warehouse.open(standin.url()) as w:
+        w.ensure_tables()
+        ts = pa.timestamp("us", tz="UTC")
+        w.append("ampkit_deliveries", pa.table({
+            "id": pa.array([1, 2, 3], pa.int64()), "insert_id": ["aaaa", "bb", None], "outcome": ["accepted"] * 3,
+            "run_id": ["r"] * 3, "loaded_at": pa.array([t(2024, 1, 1, 1), t(2024, 1, 1, 2), t(2024, 1, 2, 1)], ts)}))
+        one_day = query_file(tmp_path, "one_day", "SELECT insert_id FROM ampkit_deliveries "
+                                                  "WHERE loaded_at >= @since AND loaded_at < @until AND id > 0")
+        w.run(one_day, {"since": t(2024, 1, 1), "until": t(2024, 1, 1, 12)})
+        bill = standin.bills[-1]
+        # Jan 1's partition only; columns insert_id (2 + length), loaded_at (8), id (8): the query names them.
+        assert bill["bytes_processed"] == (2 + 4 + 8 + 8) + (2 + 2 + 8 + 8)
+        assert bill["bytes_billed"] == 10 * 1024 * 1024  # the minimum per table referenced
+        job = list(standin.jobs.values())[-1].resource["statistics"]["query"]
+        assert job["totalBytesProcessed"] == str(bill["bytes_processed"])
+        # Without a bound on loaded_at, BigQuery refuses: ampkit_deliveries requires a partition filter.
+        unbounded = query_file(tmp_path, "unbounded", "SELECT COUNT(*) AS n FROM ampkit_deliveries WHERE id > 0")
+        with pytest.raises(WarehouseError, match="without a filter over column\\(s\\) 'loaded_at'"):
+            w.run(unbounded)
+        # A bound under an OR prunes nothing, and does not count.
+        weak = query_file(tmp_path, "weak", "SELECT COUNT(*) AS n FROM ampkit_deliveries WHERE loaded_at > @since OR id > 0")
+        with pytest.raises(WarehouseError, match="partition elimination"):
+            w.run(weak, {"since": t(2024, 1, 1)})
+
+
+def test_standin_refuses_loads_past_the_daily_table_modification_limit(tmp_path):
+    from bigquery_standin import running
+    with running(max_table_modifications=2) as s, warehouse.open(s.url()) as w:
+        rows = pa.table({"x": pa.array([1], pa.int64())})
+        w.append("scratch", rows)
+        w.append("scratch", rows)
+        with pytest.raises(WarehouseError, match="too many table update operations"):
+            w.append("scratch", rows)
+        w.run(query_file(tmp_path, "dml", "INSERT INTO scratch (x) VALUES (2)"))  # DML does not count
+
+
+def test_standin_aborts_a_transaction_when_another_job_changed_its_table_meanwhile(tmp_path):
+    import threading
+    from bigquery_standin import running
+    with running() as s, warehouse.open(s.url()) as w:
+        w.ensure_tables()
+        s.statement_seconds = 0.4  # from here on, a script's statements are 0.4 s apart
+        s.sql("INSERT INTO analytics.ampkit_state VALUES ('a', NULL, 'r', NULL), ('b', NULL, 'r', NULL)")
+        slow = query_file(tmp_path, "slow", "BEGIN TRANSACTION; UPDATE ampkit_state SET run_id = 'slow' WHERE key = 'a'; "
+                                            "SELECT 1 AS one; COMMIT TRANSACTION")
+        other = query_file(tmp_path, "other", "UPDATE ampkit_state SET run_id = 'other' WHERE key = 'b'")
+        errors = []
+
+        def run_slow():
+            with warehouse.open(s.url()) as mine:
+                try:
+                    mine.run(slow)
+                except WarehouseError as exc:
+                    errors.append(str(exc))
+        thread = threading.Thread(target=run_slow)
+        thread.start()
+        time.sleep(0.6)  # the slow transaction has updated its row and waits before COMMIT
+        w.run(other)  # another row of the same table, outside any transaction: it commits
+        thread.join(10)
+        assert errors and "Transaction is aborted due to concurrent update against table" in errors[0]
+        assert sorted(s.sql("SELECT key, run_id FROM analytics.ampkit_state")) == [("a", "r"), ("b", "other")]

@@ -20,7 +20,7 @@ PARAMETER_TYPES: dict[str, str] = {
     **dict.fromkeys([
         "run_time", "since", "until", "now", "expires_at", "start_ts", "end_ts", "scan_end", "start_time",
         "started_at", "finished_at", "window_start", "window_end", "event_start", "event_end",
-        "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon"], "TIMESTAMP"),
+        "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon", "stage_since"], "TIMESTAMP"),
     "amplitude_start_date": "DATE",
     **dict.fromkeys([
         "extracted", "sent", "accepted", "filtered_total", "rejected_total", "requests", "retries", "limit",
@@ -29,8 +29,13 @@ PARAMETER_TYPES: dict[str, str] = {
     "move_watermark": "BOOL",
     **dict.fromkeys([
         "run_id", "name", "holder", "mode", "host", "data_map_version", "notebook_path", "status", "error",
-        "filtered", "rejected", "recon_id", "tz", "depth_pattern", "flags_depth_pattern"], "STRING"),
-    **dict.fromkeys(["steps", "active_events", "reasons", "blocklist"], "ARRAY<STRING>"),
+        "filtered", "rejected", "recon_id", "tz", "depth_pattern", "flags_depth_pattern", "schema_version"], "STRING"),
+    **dict.fromkeys(["steps", "active_events", "reasons", "blocklist",
+                     # The data map's decisions and a slice's rejected rows, as parallel arrays.
+                     "key_names", "key_sources", "key_actions", "key_rules", "key_reasons",
+                     "reject_insert_ids", "reject_names", "reject_event_times", "reject_loaded_ats", "reject_reasons",
+                     "reject_details", "reject_events"], "ARRAY<STRING>"),
+    "reject_ids": "ARRAY<INT64>",
 }
 
 # sqlglot warns on BigQuery-only table options (PARTITION BY, CLUSTER BY) it drops for DuckDB;

@@ -1,2 +1,2 @@
 -- Who holds the sync lease now.
-SELECT holder, expires_at FROM ampkit_lease WHERE name = @name
+SELECT DISTINCT holder, expires_at FROM ampkit_lease WHERE name = @name

@@ -11,6 +11,9 @@ known AS (
   FROM ampkit_deliveries AS d
   WHERE d.outcome = 'accepted' AND d.event_time >= TIMESTAMP_SUB(@start_ts, INTERVAL 1 DAY)
     AND d.event_time < TIMESTAMP_ADD(@end_ts, INTERVAL 1 DAY)
+    -- A row is loaded no earlier than its event time (it waits for its time): the same bound on
+    -- loaded_at is exact, and BigQuery reads the partitions since the range began, not all history.
+    AND d.loaded_at >= TIMESTAMP_SUB(@start_ts, INTERVAL 1 DAY)
 )
 SELECT DATE(e.event_time, @tz) AS day, e.event_type AS name, e.platform,
   COUNT(*) AS amplitude,

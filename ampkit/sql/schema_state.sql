@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS ampkit_deliveries (
   delivered_at TIMESTAMP
 )
 PARTITION BY DATE(loaded_at)
-CLUSTER BY outcome, name;
+CLUSTER BY outcome, name
+-- A query that forgot the loaded_at bound fails instead of billing every partition ever written.
+OPTIONS (require_partition_filter = TRUE);
 
 -- Events that could not be delivered, with the reason and the event as it would have been sent.
 CREATE TABLE IF NOT EXISTS ampkit_dead_letters (
@@ -84,6 +86,20 @@ CREATE TABLE IF NOT EXISTS ampkit_dead_letters (
   event STRING,
   created_at TIMESTAMP,
   replayed_run_id STRING
+);
+
+-- Rejected rows of the slice a run is sending, too many to travel as query parameters (a load
+-- job writes them); sync_finalize.sql moves them into ampkit_dead_letters with the outcomes.
+CREATE TABLE IF NOT EXISTS ampkit_rejects (
+  run_id STRING NOT NULL,
+  id INT64,
+  insert_id STRING,
+  name STRING,
+  event_time TIMESTAMP,
+  loaded_at TIMESTAMP,
+  reason STRING NOT NULL,
+  detail STRING,
+  event STRING
 );
 
 -- The data map's decision for each (name, source) of a run's window, written by the run.

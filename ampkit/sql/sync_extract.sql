@@ -3,6 +3,16 @@
 -- events concatenate into a request body without per-event work), `reject_reason` is set for
 -- rows that cannot become a valid event (they go to the dead-letter table, never to Amplitude).
 -- The private `argument` column is never read here: only public_argument leaves the company.
+-- First the data map's decisions for the snapshot's keys (parallel arrays; '' stands for NULL, which
+-- BigQuery refuses in an array parameter), in the same job as the transform.
+INSERT INTO ampkit_run_rules (run_id, name, source, action, rule, reason)
+SELECT @run_id, key_name, NULLIF(@key_sources[SAFE_OFFSET(i)], ''), @key_actions[SAFE_OFFSET(i)],
+  @key_rules[SAFE_OFFSET(i)], NULLIF(@key_reasons[SAFE_OFFSET(i)], '')
+FROM UNNEST(@key_names) AS key_name WITH OFFSET AS i
+-- Once per key, however often the query runs: a second copy would decide its rows twice.
+WHERE NOT EXISTS (SELECT 1 FROM ampkit_run_rules AS k
+                  WHERE k.run_id = @run_id AND k.name = key_name
+                    AND COALESCE(k.source, '') = @key_sources[SAFE_OFFSET(i)]);
 WITH sendable AS (
   SELECT
     a.id, a.name, a.source, a.timestamp, a.loaded_at,

@@ -1,13 +1,18 @@
--- Record every row's outcome, keep the counts, move the watermark, clear the run's working rows: atomically.
--- Outcomes are decided as in sync_resolve.sql (tests/test_warehouse.py checks the two CASEs are identical; no row is updated in place).
--- Rows held back by the data map (`hold`) get no outcome, so a later backfill picks them up.
--- Fenced: a run that stalled past its lease and lost it to another run commits nothing.
+-- Record a slice's outcomes, keep the counts, move the watermark: one transaction, one job.
+-- Fenced: the lease is renewed inside the transaction, so a run that took it meanwhile makes this
+-- transaction abort (BigQuery: "concurrent update"), and a run that lost it commits nothing.
+-- Outcomes are decided as in sync_resolve.sql (tests/test_warehouse.py checks the two CASEs are
+-- identical). Rows held back by the data map (`hold`) get no outcome, so a later backfill picks
+-- them up. The accounting identity is checked where it is recorded: every row of the slice has one
+-- outcome, and Amplitude accepted exactly the rows recorded as accepted, or nothing commits.
 BEGIN TRANSACTION;
+UPDATE ampkit_lease SET expires_at = @expires_at WHERE name = @name AND holder = @holder;
 SELECT IF(EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder), 1,
           ERROR('ampkit: the sync lease was lost before the window was recorded'));
-INSERT INTO ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, reason, run_id, delivered_at)
-WITH resolved AS (
-  SELECT p.id, p.insert_id, p.name, p.source, p.event_time, p.loaded_at,
+UPDATE ampkit_pending AS t
+SET outcome = s.outcome, rule = s.rule
+FROM (
+  SELECT p.id,
     CASE WHEN dl.reason IS NOT NULL THEN 'rejected'
          WHEN p.event_time < @start_time THEN 'filtered'
          WHEN r.action = 'send' THEN 'accepted'
@@ -22,24 +27,51 @@ WITH resolved AS (
   FROM ampkit_pending AS p
   LEFT JOIN ampkit_run_rules AS r
     ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
-  LEFT JOIN (SELECT id, MIN(reason) AS reason FROM ampkit_dead_letters WHERE run_id = @run_id GROUP BY id) AS dl
+  LEFT JOIN (
+    SELECT id, MIN(reason) AS reason
+    FROM (
+      SELECT reject_id AS id, @reject_reasons[SAFE_OFFSET(i)] AS reason FROM UNNEST(@reject_ids) AS reject_id WITH OFFSET AS i
+      UNION ALL
+      SELECT id, reason FROM ampkit_rejects WHERE run_id = @run_id
+    ) AS j
+    GROUP BY id
+  ) AS dl
     ON dl.id = p.id
   WHERE p.run_id = @run_id
-)
+) AS s
+WHERE t.run_id = @run_id AND t.id = s.id;
+SELECT IF(COUNT(*) = @extracted AND COUNTIF(outcome = 'accepted') = @accepted AND COUNTIF(outcome IS NULL) = 0, 1,
+          ERROR(CONCAT('ampkit: the outcomes do not add up: extracted ', CAST(@extracted AS STRING),
+                       ', decided ', CAST(COUNTIF(outcome IS NOT NULL) AS STRING), ' of ', CAST(COUNT(*) AS STRING),
+                       ', accepted by Amplitude ', CAST(@accepted AS STRING),
+                       ', accepted in the outcomes ', CAST(COUNTIF(outcome = 'accepted') AS STRING))))
+FROM ampkit_pending
+WHERE run_id = @run_id;
+-- The dead letters, with the outcomes: a run that fails before this point leaves none behind.
+INSERT INTO ampkit_dead_letters (run_id, id, insert_id, name, event_time, loaded_at, reason, detail, event, created_at, replayed_run_id)
+SELECT @run_id, reject_id, @reject_insert_ids[SAFE_OFFSET(i)], @reject_names[SAFE_OFFSET(i)],
+  TIMESTAMP(NULLIF(@reject_event_times[SAFE_OFFSET(i)], '')), TIMESTAMP(NULLIF(@reject_loaded_ats[SAFE_OFFSET(i)], '')),
+  @reject_reasons[SAFE_OFFSET(i)], @reject_details[SAFE_OFFSET(i)], @reject_events[SAFE_OFFSET(i)], @finished_at,
+  CAST(NULL AS STRING)
+FROM UNNEST(@reject_ids) AS reject_id WITH OFFSET AS i
+UNION ALL
+SELECT run_id, id, insert_id, name, event_time, loaded_at, reason, detail, event, @finished_at, CAST(NULL AS STRING)
+FROM ampkit_rejects
+WHERE run_id = @run_id;
+INSERT INTO ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, reason, run_id, delivered_at)
 SELECT id, insert_id, name, source, event_time, loaded_at, outcome, rule, @run_id, @finished_at
-FROM resolved
-WHERE outcome <> 'held';
+FROM ampkit_pending
+WHERE run_id = @run_id AND outcome <> 'held';
 INSERT INTO ampkit_outcome_counts (run_id, bucket, name, loaded_at, outcome, reason, row_count)
--- Counted from the outcomes just recorded: this slice's rows are the run's deliveries whose id is still pending.
-SELECT @run_id, TIMESTAMP_MICROS(DIV(UNIX_MICROS(d.event_time), 900000000) * 900000000), d.name, d.loaded_at, d.outcome, d.reason, COUNT(*)
-FROM ampkit_deliveries AS d
-WHERE d.run_id = @run_id AND d.id IN (SELECT id FROM ampkit_pending WHERE run_id = @run_id)
-  -- The slice's rows were loaded in the window: only its partitions of ampkit_deliveries are read.
-  AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end
+SELECT @run_id, TIMESTAMP_MICROS(DIV(UNIX_MICROS(event_time), 900000000) * 900000000), name, loaded_at, outcome, rule, COUNT(*)
+FROM ampkit_pending
+WHERE run_id = @run_id AND outcome <> 'held'
 GROUP BY 2, 3, 4, 5, 6;
 DELETE FROM ampkit_state WHERE key = 'watermark' AND @move_watermark;
 INSERT INTO ampkit_state (key, value, run_id, updated_at)
 SELECT 'watermark', @watermark, @run_id, @finished_at FROM (SELECT 1 AS one) AS x WHERE @move_watermark;
-DELETE FROM ampkit_pending WHERE run_id = @run_id;
-DELETE FROM ampkit_run_rules WHERE run_id = @run_id;
-COMMIT TRANSACTION
+COMMIT TRANSACTION;
+SELECT outcome, rule AS reason, COUNT(*) AS row_count
+FROM ampkit_pending
+WHERE run_id = @run_id
+GROUP BY outcome, rule

@@ -1,8 +1,18 @@
--- Decide every row of a run's window, once, and count the outcomes (the accounting identity).
--- The data map's decision first; rows before the Amplitude start date are filtered whatever the
--- map says; a dead-lettered row is rejected with its reason. Read-only: sync_finalize.sql records
--- the same decisions (the same expressions), so no row is updated in place.
-WITH resolved AS (
+-- Decide every row of a run's slice, once, and count the outcomes (the accounting identity): what a
+-- dry run reports. The data map's decision first; rows before the Amplitude start date are filtered
+-- whatever the map says; a rejected row (its reason in the @reject_* parameters, or in ampkit_rejects
+-- when there were too many) is rejected. Read-only: sync_finalize.sql records the same decisions
+-- (the same expressions; tests/test_warehouse.py checks the CASEs are identical).
+WITH rejected AS (
+  SELECT id, MIN(reason) AS reason
+  FROM (
+    SELECT reject_id AS id, @reject_reasons[SAFE_OFFSET(i)] AS reason FROM UNNEST(@reject_ids) AS reject_id WITH OFFSET AS i
+    UNION ALL
+    SELECT id, reason FROM ampkit_rejects WHERE run_id = @run_id
+  ) AS r
+  GROUP BY id
+),
+resolved AS (
   SELECT
     CASE WHEN dl.reason IS NOT NULL THEN 'rejected'
          WHEN p.event_time < @start_time THEN 'filtered'
@@ -18,7 +28,7 @@ WITH resolved AS (
   FROM ampkit_pending AS p
   LEFT JOIN ampkit_run_rules AS r
     ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
-  LEFT JOIN (SELECT id, MIN(reason) AS reason FROM ampkit_dead_letters WHERE run_id = @run_id GROUP BY id) AS dl
+  LEFT JOIN rejected AS dl
     ON dl.id = p.id
   WHERE p.run_id = @run_id
 )

@@ -1,9 +1,12 @@
--- Snapshot the rows of a window that have no outcome yet, so counts and outcomes agree.
+-- Snapshot the rows of a window that have no outcome yet, so counts and outcomes agree, and say
+-- which events they are (one job: on BigQuery every job costs a second or two).
 -- The window is on loaded_at; @lookback_start reaches back for rows loaded late (a load that
 -- committed after the watermark passed its loaded_at). Rows that already have an outcome are skipped.
 -- For a backfill, @event_start/@event_end bound the event time instead.
+-- Working rows left by a run that ended without clearing them (killed) go first.
 DELETE FROM ampkit_pending WHERE TRUE;
 DELETE FROM ampkit_run_rules WHERE TRUE;
+DELETE FROM ampkit_rejects WHERE TRUE;
 INSERT INTO ampkit_pending (run_id, id, name, source, insert_id, event_time, loaded_at, rule, outcome)
 SELECT @run_id, a.id, a.name, a.source,
   -- The event's insert_id: the staged one, else a stable hash of the row's id (code-host rows have none).
@@ -20,4 +23,9 @@ WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
     SELECT 1 FROM ampkit_deliveries AS d
     WHERE d.id = a.id AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end
       AND ((d.event_time >= @event_start AND d.event_time < @event_end) OR d.event_time IS NULL));
-SELECT COUNT(*) AS extracted FROM ampkit_pending WHERE run_id = @run_id
+-- The distinct (name, source) of the snapshot and their volumes: the data map decides per key.
+SELECT name, source, COUNT(*) AS row_count
+FROM ampkit_pending
+WHERE run_id = @run_id
+GROUP BY name, source
+ORDER BY row_count DESC, name, source

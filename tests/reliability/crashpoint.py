@@ -1,6 +1,6 @@
 """Run `python -m ampkit ...` and SIGKILL (or stop, or stall) it when execution reaches a named point.
 
-    python crashpoint.py --at return:state.acquire:1 --action kill --trace FILE -- sync --progress none
+    python crashpoint.py --at return:state.begin:1 --action kill --trace FILE -- sync --progress none
 
 Nothing in ampkit is replaced or patched: a profile hook (sys.setprofile / threading.setprofile)
 only watches function entries and exits and, at the chosen point, the process sends itself a
@@ -8,7 +8,7 @@ real SIGKILL (or SIGSTOP, or sleeps). The run is otherwise exactly `python -m am
 
 A point is `EVENT:TARGET:N`, the N-th time (1-based, counted across threads):
 
-- `call:state.acquire:1`, `return:amplitude.Client.post:3`: entering / leaving a function,
+- `call:state.begin:1`, `return:amplitude.Client.post:3`: entering / leaving a function,
   named by its path under the `ampkit` package;
 - `qcall:sync_snapshot:1`, `qreturn:sync_finalize:2`: entering / leaving the warehouse's
   `run` (or `stream`) of a named SQL file, on DuckDB or BigQuery;
@@ -36,17 +36,17 @@ import threading
 import time
 
 PHASES = {  # function -> phase entered when it is called
-    "state.acquire": "lease",
-    "state.start_run": "ledger",
-    "state.write_rules": "transform",
+    "state.begin": "lease",
+    "state.Lease.__init__": "ledger",
+    "sync.Run._decide": "transform",
     "sender.Chunk.from_batch": "transform",
     "amplitude.Client.post": "send",
-    "state.write_dead_letters": "checkpoint",
-    "state.finish_run": "ledger",
+    "state.reject_params": "checkpoint",
+    "state.finish": "ledger",
     "state.release": "release",
 }
-QUERY_PHASES = {"sync_snapshot": "extract", "sync_keys": "extract", "sync_extract": "transform",
-                "sync_resolve": "checkpoint", "sync_finalize": "checkpoint", "lease_renew": "checkpoint"}
+QUERY_PHASES = {"run_begin": "lease", "sync_snapshot": "extract", "sync_extract": "transform",
+                "sync_finalize": "checkpoint", "lease_renew": "checkpoint", "run_finish": "ledger"}
 
 
 def _code(path: str):

@@ -217,10 +217,14 @@ def _books(query, after_clean_run: bool) -> list[str]:
         running = query("SELECT run_id FROM ampkit_runs WHERE status = 'running'")
         if running:
             problems.append(f"runs still marked running after a clean run: {running}")
-        for table in ("ampkit_pending", "ampkit_run_rules", "ampkit_lease"):
+        for table in ("ampkit_pending", "ampkit_run_rules", "ampkit_rejects"):
             left = query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
             if left:
                 problems.append(f"{table} still holds {left} rows after a clean run")
+        # The lease row stays (it is only ever taken by UPDATE): unowned after a clean run.
+        held = query("SELECT COUNT(*) AS n FROM ampkit_lease WHERE holder IS NOT NULL")[0]["n"]
+        if held:
+            problems.append(f"ampkit_lease still held ({held} rows) after a clean run")
     return problems
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +33,7 @@ SETTINGS = {"initial_lookback_hours": 1, "lookback_hours": 0, "max_events_per_re
 def start_syncs(n: int, url: str, amp, barrier: str | None = None, **settings):
     """`n` `python -m ampkit sync --json` at once; with `barrier`, the lease winner stalls until it exists."""
     environ = support.env(url, amp.url, **{**SETTINGS, **settings})
-    at = "return:state.start_run:1" if barrier else None
+    at = "return:state.Lease.__init__:1" if barrier else None  # reached by the lease's winner only
     return [support.ampkit("sync", "--json", "--progress", "none", environ=environ, at=at,
                            action=f"wait:{barrier}:120" if barrier else "kill",
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
@@ -117,13 +118,13 @@ def test_small_lease_of_a_hung_local_holder_expires_then_the_next_run_takes_over
     support.insert(wh_url, rows)
     environ = support.env(wh_url, amp.url, **{**SETTINGS, "lease_seconds": 3})
     trace = wh_url.split("///", 1)[1] + ".trace"
-    # A stall (alive, its pid present, not renewing), not SIGSTOP: a frozen process may still hold DuckDB's file lock.
-    # It stalls before its first window (DuckDB mode keeps the file open during a window: others would wait).
-    hung = support.ampkit("-q", "sync", "--progress", "none", environ=environ, at="return:state.start_run:1",
-                          action="pause:120", trace=trace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Frozen (SIGSTOP: its pid present, not provably dead, its renewals stopped too) right after it took the
+    # lease and before its renewal timer or first window: no DuckDB connection is open then.
+    hung = support.ampkit("-q", "sync", "--progress", "none", environ=environ, at="return:state.Lease.__init__:1",
+                          action="stop", trace=trace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while "PAUSE" not in (open(trace).read() if os.path.exists(trace) else ""):
+        while "STOP" not in (open(trace).read() if os.path.exists(trace) else ""):
             assert time.monotonic() < deadline and hung.poll() is None, "the holder never reached its stall"
             time.sleep(0.05)
         cfg = support.config(wh_url, amp.url, **SETTINGS)
@@ -149,15 +150,17 @@ def test_stalled_holder_that_lost_its_lease_does_not_record_a_second_delivery(am
         support.insert(url, rows)
         environ = support.env(url, amp.url, **{**SETTINGS, "lease_seconds": 2})
         trace = Path(tempfile.mkdtemp()) / "trace.txt"
-        stale = support.ampkit("sync", "--json", "--progress", "none", environ=environ, at="qreturn:sync_resolve:1",
-                               action="pause:4", trace=trace, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Frozen (SIGSTOP: a stopped VM, renewals and all) after sending, before its checkpoint.
+        stale = support.ampkit("sync", "--json", "--progress", "none", environ=environ, at="call:state.reject_params:1",
+                               action="stop", trace=trace, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
-        while "PAUSE" not in (trace.read_text() if trace.exists() else ""):
+        while "STOP" not in (trace.read_text() if trace.exists() else ""):
             assert time.monotonic() < deadline and stale.poll() is None, "the holder never reached its stall"
             time.sleep(0.05)
-        time.sleep(2.2)  # its 2 s lease expires while it is stalled (sent, not yet recorded)
+        time.sleep(2.2)  # its 2 s lease expires while it is frozen (sent, not yet recorded)
         taken = sync.run(support.config(url, amp.url, **SETTINGS), progress="none")
         assert taken.status == "ok"
+        os.kill(stale.pid, signal.SIGCONT)  # it wakes up and tries to record what it sent
         stale.communicate(timeout=300)
         rel.delivered({r["insert_id"] for r in rows}, support.exported(amp.url, prefix), "stale holder")
         with bq.lock:

@@ -31,8 +31,9 @@ from ampkit import sync
 from . import support
 from .support import HOUR, MINUTE, NOW
 
-# Small requests, two lanes, one or two hourly windows per run: many steps to die between.
-SETTINGS = {"max_events_per_request": 10, "concurrency": 2, "lookback_hours": 1,
+# Small requests, two lanes, one or two slices per run (60 rows each: an hour of window_rows): many
+# steps to die between.
+SETTINGS = {"max_events_per_request": 10, "concurrency": 2, "lookback_hours": 1, "slice_rows": 60,
             "retry_budget_seconds": 30, "max_backoff_seconds": 0.3, "throttle_hold_seconds": 0.3,
             "request_timeout_seconds": 5}
 
@@ -73,11 +74,11 @@ class Point:
 
 
 POINTS = [
-    Point("lease-transaction-uncommitted", "stmt:lease_acquire#3:1", "absent"),
-    Point("ledger-row-written", "return:state.start_run:1", "interrupted"),
+    Point("lease-row-created-not-taken", "stmt:run_begin#2:1", "absent"),
+    Point("ledger-row-written", "qreturn:run_begin:1", "interrupted"),
     Point("extract-snapshot-mid-statement", "stmt:sync_snapshot#3:1", "interrupted"),
     Point("extract-second-window", "qreturn:sync_snapshot:2", "interrupted", windows=2),
-    Point("transform-data-map-decided", "return:state.write_rules:1", "interrupted"),
+    Point("transform-data-map-decided", "return:sync.Run._decide:1", "interrupted"),
     Point("transform-first-batch-built", "call:sender.Chunk.from_batch:1", "interrupted"),
     Point("send-acknowledged-not-recorded", "return:amplitude.Client.post:1", "interrupted"),
     Point("send-mid-window", "return:amplitude.Client.post:4", "interrupted"),
@@ -87,27 +88,27 @@ POINTS = [
           faults=({"endpoint": "/batch", "status": 429, "count": 1, "throttled": "first"},)),
     Point("send-ingested-then-500", "return:amplitude.Client.post:1", "interrupted",
           faults=({"endpoint": "/batch", "kind": "ingested_then_500", "count": 1},)),
-    Point("checkpoint-dead-letters-written", "return:state.write_dead_letters:1", "interrupted"),
+    Point("checkpoint-dead-letters-prepared", "return:state.reject_params:1", "interrupted"),
     Point("checkpoint-finalize-uncommitted", "stmt:sync_finalize#4:1", "interrupted"),
-    Point("checkpoint-finalize-before-commit", "stmt:sync_finalize#-1:1", "interrupted"),
+    Point("checkpoint-finalize-before-commit", "stmt:sync_finalize#COMMIT:1", "interrupted"),
     Point("checkpoint-first-window-committed", "qreturn:sync_finalize:1", "interrupted", windows=2),
-    Point("ledger-finish-between-statements", "stmt:runs_finish#INSERT:1", "interrupted"),
-    Point("release-pending", "call:state.release:1", "ok"),
+    Point("ledger-finish-between-statements", "stmt:run_finish#INSERT:1", "interrupted"),
+    Point("release-pending", "stmt:run_finish#-1:1", "ok"),
 ]
 SOAK_POINTS = [  # more places, and the same places later in the run
-    Point("lease-taken", "return:state.acquire:1", "absent"),
-    Point("ledger-marking-earlier-runs", "stmt:runs_start#2:1", "absent"),
+    Point("lease-taken", "stmt:run_begin#3:1", "absent"),
+    Point("ledger-marking-earlier-runs", "stmt:run_begin#4:1", "absent"),
     Point("extract-snapshot-done", "qreturn:sync_snapshot:1", "interrupted"),
     Point("transform-query-started", "qcall:sync_extract:1", "interrupted"),
     Point("send-before-first-request", "call:amplitude.Client.post:1", "interrupted"),
     Point("send-second-window", "return:amplitude.Client.post:9", "interrupted", windows=2),
-    Point("checkpoint-before-dead-letters", "call:state.write_dead_letters:1", "interrupted"),
-    Point("checkpoint-outcomes-resolved", "qreturn:sync_resolve:1", "interrupted"),
-    Point("checkpoint-lease-renewed", "return:state.renew:1", "interrupted"),
-    Point("ledger-finishing", "call:state.finish_run:1", "interrupted"),
+    Point("checkpoint-before-dead-letters", "call:state.reject_params:1", "interrupted"),
+    Point("checkpoint-outcomes-decided", "stmt:sync_finalize#5:1", "interrupted"),
+    Point("checkpoint-lease-renewed", "stmt:sync_finalize#3:1", "interrupted"),
+    Point("ledger-finishing", "call:state.finish:1", "interrupted"),
     Point("send-later-request", "return:amplitude.Client.post:7", "interrupted", windows=2),
     Point("send-last-window-start", "call:amplitude.Client.post:8", "interrupted", windows=2),
-    Point("checkpoint-second-window-dead-letters", "return:state.write_dead_letters:2", "interrupted", windows=2),
+    Point("checkpoint-second-window-dead-letters", "return:state.reject_params:2", "interrupted", windows=2),
     Point("checkpoint-second-window-uncommitted", "stmt:sync_finalize#4:2", "interrupted", windows=2),
     Point("checkpoint-second-window-committed", "qreturn:sync_finalize:2", "interrupted", windows=2),
     Point("transform-second-window", "qcall:sync_extract:2", "interrupted", windows=2),
@@ -246,7 +247,7 @@ def test_several_kills_in_a_row_then_one_rerun(request, tmp_path, amp, prefix, r
     rows, expected, outcomes = window_rows(prefix, 1, NOW, hours=2)
     support.insert(url, rows)
     environ = support.env(url, amp.url, initial_lookback_hours=2, **SETTINGS)
-    points = ["return:amplitude.Client.post:3", "return:state.write_dead_letters:1", "qreturn:sync_finalize:1"]
+    points = ["return:amplitude.Client.post:3", "return:state.reject_params:1", "qreturn:sync_finalize:1"]
     for at in points:
         child = support.ampkit("-q", "sync", "--progress", "none", environ=environ, at=at,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -273,7 +274,7 @@ def test_dead_letters_of_a_killed_run_are_not_counted_twice(tmp_path, amp, prefi
     support.insert(url, rows)
     settings = {**SETTINGS, "initial_lookback_hours": 1}
     child = support.ampkit("-q", "sync", "--progress", "none", environ=support.env(url, amp.url, **settings),
-                           at="return:state.write_dead_letters:1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           at="return:state.reject_params:1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert support.killed_by_sigkill(support.finish(child))
     rel.killed()
     cfg = support.config(url, amp.url, **settings)

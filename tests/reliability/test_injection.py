@@ -155,7 +155,9 @@ def test_event_names_with_sql_metacharacters_are_sent_verbatim(wh_url, amp, pref
 ])
 def test_cli_options_with_sql_metacharacters_change_nothing(args, wh_url, cli):
     support.insert(wh_url, [support.row(1, "cli")])
-    durable = ("amplitude_events", "event_logs", "ampkit_deliveries", "ampkit_state", "ampkit_dead_letters", "ampkit_lease")
+    # The watermark and a held lease; a run may leave the lease's unowned row and the schema's version.
+    durable = ("amplitude_events", "event_logs", "ampkit_deliveries", "ampkit_state WHERE key = 'watermark'",
+               "ampkit_dead_letters", "ampkit_lease WHERE holder IS NOT NULL")
     before = {t: support.query(wh_url, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in durable}
     result = cli("--warehouse", wh_url, *args, env={"AMPKIT_RETRY_BUDGET_SECONDS": "1", "AMPKIT_MAX_BACKOFF_SECONDS": "0.2",
                                                     "AMPKIT_NOW": NOW.isoformat(), "AMPKIT_SETTLE_SECONDS": "0",

@@ -1,0 +1,135 @@
+"""The sync at BigQuery's scale, counted on the stand-in that bills and contends like BigQuery
+(tests/bigquery_standin.py) through the real google-cloud-bigquery client: jobs per run, bytes
+that follow new rows and not history, a backfill in few jobs, and the watermark's window whole.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ampkit import config as configuration
+from ampkit import state, sync
+from ampkit import warehouse as warehouses
+
+from bigquery_standin import running
+from conftest import NOW
+
+HOURLY_JOB_BUDGET = 6
+
+
+@pytest.fixture
+def bq():
+    with running() as standin:
+        with warehouses.open(standin.url()) as wh:
+            wh.ensure_tables()
+            state.ensure_schema(wh)
+        yield standin
+
+
+def make_config(bq, sandbox, **overrides):
+    values = {"warehouse": bq.url(), "amplitude_url": sandbox.url, "now": NOW, "settle_seconds": 0,
+              "retry_budget_seconds": 60, "max_backoff_seconds": 0.5, "export_lag_seconds": 0}
+    return configuration.load({**values, **overrides})
+
+
+def history(bq, days: int, per_day: int, until: dt.datetime, first_id: int = 10**9) -> None:
+    """`days` days of staged rows before `until`, all synced (accepted outcomes), in their own partitions."""
+    n = days * per_day
+    step = 86_400 // per_day
+    bq.sql(f"""
+        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
+        SELECT {first_id} + range, 'ViewHome', 'WEB', CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}),
+               CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}) + INTERVAL 5 MINUTE,
+               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 97 AS VARCHAR), 'h-' || CAST(range AS VARCHAR)
+        FROM range({n})""", [until, until])
+    bq.sql("""
+        INSERT INTO analytics.ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, run_id, delivered_at)
+        SELECT id, insert_id, name, source, timestamp, loaded_at, 'accepted', 'history', loaded_at
+        FROM analytics.amplitude_events WHERE id >= ?""", [first_id])
+
+
+def new_hour(bq, rows: int, start: dt.datetime, first_id: int = 1) -> None:
+    """`rows` staged rows loaded in the hour after `start`, none synced yet."""
+    step = 3_600_000_000 // rows
+    bq.sql(f"""
+        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
+        SELECT {first_id} + range, 'SearchResultsQueried', 'WEB', CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}),
+               CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}) + INTERVAL 1 SECOND,
+               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 31 AS VARCHAR), NULL
+        FROM range({rows})""", [start, start])
+
+
+def watermark(bq, at: dt.datetime) -> None:
+    bq.sql("INSERT INTO analytics.ampkit_state VALUES ('watermark', ?, 'history', ?)", [at, at])
+
+
+def run_cost(bq, cfg, **options) -> tuple[sync.SyncResult, list[dict]]:
+    before = len(bq.bills)
+    result = sync.run(cfg, progress="none", **options)
+    return result, bq.bills[before:]
+
+
+def test_an_hourly_run_is_six_jobs_whatever_the_clock_reads(bq, sandbox):
+    new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+    watermark(bq, NOW - dt.timedelta(hours=1))
+    # A real clock: seconds past the hour, the watermark on the hour. One window, not two.
+    at = NOW + dt.timedelta(minutes=7, seconds=13, microseconds=5)
+    result, bills = run_cost(bq, make_config(bq, sandbox, now=at))
+    assert result.status == "ok" and result.extracted == 300 and result.accepted == 300
+    assert len(result.windows) == 1, "the real clock split the hour"
+    assert (result.window_start, result.window_end) == (NOW - dt.timedelta(hours=1), at)
+    assert len(bills) <= HOURLY_JOB_BUDGET, [b["query"].splitlines()[0] for b in bills]
+    assert all(b["kind"] == "query" for b in bills), "a load job on the hourly path (it counts against the table's daily limit)"
+    # The next hour, with nothing new: the same budget.
+    _, idle = run_cost(bq, make_config(bq, sandbox, now=at + dt.timedelta(hours=1)))
+    assert len(idle) <= HOURLY_JOB_BUDGET
+
+
+@pytest.mark.parametrize("layout", ["dirty rows", "clean rows"])
+def test_an_hourly_run_reads_the_same_bytes_when_history_grows_tenfold(layout, sandbox):
+    def bytes_of_one_run(days: int) -> int:
+        with running() as bq:
+            with warehouses.open(bq.url()) as wh:
+                wh.ensure_tables()
+                state.ensure_schema(wh)
+            history(bq, days, per_day=400, until=NOW - dt.timedelta(hours=8))
+            new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+            if layout == "dirty rows":  # dead letters and filtered rows are recorded too
+                bq.sql("UPDATE analytics.amplitude_events SET device_id = NULL WHERE id % 10 = 0 AND id < 1000")
+            watermark(bq, NOW - dt.timedelta(hours=1))
+            result, bills = run_cost(bq, make_config(bq, sandbox))
+            assert result.status == "ok" and result.extracted == 300
+            return sum(b["bytes_processed"] for b in bills)
+    small, large = bytes_of_one_run(14), bytes_of_one_run(140)
+    assert small > 0
+    assert abs(large - small) <= 0.10 * small, f"an hourly run read {small:,} bytes at 14 days of history, {large:,} at 140"
+
+
+def test_a_backfill_costs_a_few_jobs_per_window_and_nothing_for_what_is_done(bq, sandbox):
+    # Three days of staged rows never synced, loaded hour by hour.
+    for h in range(72):
+        new_hour(bq, 50, NOW - dt.timedelta(hours=72 - h), first_id=1 + 100 * h)
+    cfg = make_config(bq, sandbox, slice_rows=1000)
+    result, bills = run_cost(bq, cfg, start=NOW - dt.timedelta(days=4), end=NOW)
+    assert result.status == "ok" and result.extracted == 3600
+    windows = len(result.windows)
+    assert windows == 4  # 3,600 rows in hours of 50, packed up to 1,000 rows a window
+    # begin, plan, finish, and per window snapshot, deliver, checkpoint: no slicing query, no load job.
+    assert len(bills) == 3 + 3 * windows, [b["query"].splitlines()[0] for b in bills]
+    assert not any(b["kind"] == "load" for b in bills)
+    estimate = next(w for w in result.warnings if w.startswith("backfill:"))
+    assert f"about {3 + 3 * windows} warehouse jobs" in estimate
+    again, bills = run_cost(bq, cfg, start=NOW - dt.timedelta(days=4), end=NOW)
+    assert again.extracted == 0 and len(bills) == 3  # done ranges cost the plan only
+
+
+def test_the_backfill_estimate_at_one_hundred_million_rows():
+    # The plan of a backfill since 2020-12-01 with 100M staged rows (about 30k an hour, 2M per window).
+    start = dt.datetime(2020, 12, 1, tzinfo=dt.timezone.utc)
+    hours = [{"hour": start + dt.timedelta(hours=h), "row_count": 2_500, "text_bytes": 2_500 * 600}
+             for h in range(40_000)]
+    windows = sync.pack(hours, start, NOW, 2_000_000, 4_000_000_000)
+    estimate = sync.estimate_backfill(windows)
+    assert estimate.rows == 100_000_000 and estimate.windows == 50
+    assert estimate.jobs <= 300
