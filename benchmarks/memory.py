@@ -26,9 +26,10 @@ from common import Seeded, config, duck_url, fresh_copy, log, median, sandbox, s
 
 def worker(warehouse: str, url: str, slice_rows: int | None = None) -> dict[str, Any]:
     from ampkit import sync
+    from ampkit import warehouse as warehouses
     if slice_rows:
-        sync.SLICE_ROWS = slice_rows  # only for the ablation that takes slicing back
-        sync.SLICE_BYTES = 10**15
+        warehouses.DuckDBWarehouse.slice_rows = slice_rows  # only for the ablation that takes slicing back
+        warehouses.DuckDBWarehouse.slice_bytes = 10**15
     started = time.perf_counter()
     result = sync.run(config(duck_url(warehouse), url), progress="none")
     seconds = time.perf_counter() - started

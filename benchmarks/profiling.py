@@ -127,13 +127,13 @@ def extract_sql(seeded: Seeded, workdir: Path) -> dict[str, Any]:
     run_id = "ablation"
     with warehouses.open(duck_url(path)) as wh:
         wh.ensure_tables()
-        wh.run("sync_snapshot", {"run_id": run_id, "lookback_start": sync.EPOCH, "window_end": NOW + dt.timedelta(minutes=1),
-                                 "event_start": sync.EPOCH, "event_end": sync.FAR_FUTURE})
+        keys = wh.run("sync_snapshot", {"run_id": run_id, "lookback_start": sync.EPOCH, "window_end": NOW + dt.timedelta(minutes=1),
+                                        "event_start": sync.EPOCH, "event_end": sync.FAR_FUTURE}).to_pylist()
         from ampkit import datamap
         data_map = datamap.load(None)
-        keys = wh.run("sync_keys", {"run_id": run_id}).to_pylist()
-        state.write_rules(wh, run_id, [(r["name"], r["source"], *(lambda d: (d.action, d.rule, d.reason))(
+        rules = state.rule_params([(r["name"], r["source"], *(lambda d: (d.action, d.rule, d.reason))(
             data_map.decide(r["name"] or "", r["source"]))) for r in keys])
+        wh.run("sync_extract", {**sync.extract_params(config(duck_url(path), "http://127.0.0.1:9"), run_id, NOW), **rules})
     params = sync.extract_params(config(duck_url(path), "http://127.0.0.1:9"), run_id, NOW)
     shipped = sqlfiles.duckdb_statements("sync_extract")[-1]
     variants = {"as shipped": shipped}
@@ -165,8 +165,8 @@ def sync_without(seeded: Seeded, workdir: Path, what: str) -> dict[str, Any]:
     path = fresh_copy(seeded.path, workdir, "ablation.duckdb")
     with contextlib.ExitStack() as stack:
         if what == "slices":
-            stack.enter_context(_patched(sync, "SLICE_ROWS", 10**12))
-            stack.enter_context(_patched(sync, "SLICE_BYTES", 10**15))
+            stack.enter_context(_patched(warehouses.DuckDBWarehouse, "slice_rows", 10**12))
+            stack.enter_context(_patched(warehouses.DuckDBWarehouse, "slice_bytes", 10**15))
         elif what == "held":
             stack.enter_context(_patched(warehouses.DuckDBWarehouse, "held", lambda self, **_: contextlib.nullcontext()))
         elif what == "sending":

@@ -1,6 +1,7 @@
 """RESULTS.md from one run's measurements: the summary table (also printed), details, notes."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,18 @@ def summary_rows(results: dict[str, Any], goals: dict[str, float], quick: bool) 
         rows.append([f"7. Hourly sync of one seeded hour ({nb['hour_rows']:,} rows): papermill notebook / CLI / library",
                      f"{n(nb['notebook'], 2)} s / {n(nb['cli'], 2)} s / {n(nb['library'], 2)} s "
                      f"(notebook overhead **+{n(nb['overhead_vs_cli'], 2)} s** vs the CLI)", "(measured, no goal)", ""])
+    bq = results.get("bigquery")
+    if bq:
+        rows.append(["8. BigQuery: jobs per hourly run (on the hour / real clock)",
+                     f"**{bq['hourly_on_the_hour']['jobs']} / {bq['hourly_real_clock']['jobs']}**", "<= 6",
+                     verdict(max(bq['hourly_on_the_hour']['jobs'], bq['hourly_real_clock']['jobs']) <= 6)])
+        growth = bq["history_10x"]["bytes"] / bq["history_1x"]["bytes"]
+        rows.append(["8. ... bytes of an hourly run at 10x history over 1x", f"**{growth:.2f}x**", "within 1.1x",
+                     verdict(abs(growth - 1) <= 0.1)])
+        b = bq["backfill_100m"]
+        rows.append(["8. ... backfill since 2020-12-01 of 100M rows: jobs, estimated wall time",
+                     f"**{b['jobs']:,} jobs**, {b['seconds'] / 3600:,.1f} h", "a few hundred jobs",
+                     verdict(b["jobs"] <= 500)])
     return rows
 
 
@@ -221,6 +234,7 @@ def details(results: dict[str, Any]) -> list[str]:
                            ("cli", "`python -m ampkit sync` (a fresh process)"), ("library", "`sync.run` in-process")):
             out.append(f"| {label} | {n(nb[how], 2)} | {', '.join(n(x['seconds'], 2) for x in nb['runs'][how])} |")
         out.append("")
+    out += bigquery_details(results.get("bigquery"))
     pr = results.get("profile")
     if pr:
         ph = pr["phases"]
@@ -244,3 +258,47 @@ def details(results: dict[str, Any]) -> list[str]:
                        "the most any tuning of the sender could give")
         out.append("")
     return out
+
+
+BEFORE = Path(__file__).resolve().parent / "bigquery_before.json"
+
+
+def bigquery_details(bq: dict[str, Any] | None) -> list[str]:
+    """Section 8: jobs and bytes on the BigQuery stand-in, beside the recorded figures of the design before."""
+    if not bq:
+        return []
+    before = json.loads(BEFORE.read_text()) if BEFORE.exists() else {}
+
+    def cell(d: dict | None, key: str, fmt=lambda v: f"{v:,}") -> str:
+        return fmt(d[key]) if d and key in d else "n/a"
+    rows = [
+        ("Jobs per hourly run, clock on the hour (300 new rows)", "hourly_on_the_hour", "jobs"),
+        ("Jobs per hourly run, a real clock (seconds past the hour)", "hourly_real_clock", "jobs"),
+        ("... windows the real clock made of the hour", "hourly_real_clock", "windows"),
+        ("Load jobs per hourly run (count against 1,500/table/day)", "hourly_on_the_hour", "loads"),
+        ("Bytes read by an hourly run, 14 days of history", "history_1x", "bytes"),
+        ("Bytes read by an hourly run, 140 days of history (10x)", "history_10x", "bytes"),
+        ("Backfill of 3 days (3,600 rows in 72 loaded hours): jobs", "backfill_3_days", "jobs"),
+        ("... its load jobs", "backfill_3_days", "loads"),
+        ("... the same backfill again (all done): jobs", "backfill_3_days_again", "jobs"),
+        ("Backfill since 2020-12-01 of 100M rows: windows", "backfill_100m", "windows"),
+        ("... jobs", "backfill_100m", "jobs"),
+    ]
+    out = ["## 8. The sync at BigQuery scale (jobs and bytes on the stand-in)", "",
+           "Counted by `benchmarks/bigquery.py` through the real google-cloud-bigquery client against "
+           "`tests/bigquery_standin.py`, which bills as BigQuery's on-demand pricing does (columns named, partitions "
+           "not pruned) and counts jobs, statements and load jobs; counts, not timings, so they do not depend on the "
+           f"machine. *Before*: {before.get('ampkit', 'not recorded')}.", "",
+           "| Figure | before | now |", "|---|---|---|"]
+    for label, key, field in rows:
+        out.append(f"| {label} | {cell(before.get(key), field)} | {cell(bq.get(key), field)} |")
+    for label, d in (("before", before.get("backfill_100m")), ("now", bq.get("backfill_100m"))):
+        if d:
+            out.append(f"| ... wall time {label} ({d['how']}; 2 s a job, 5,000 events/s to Amplitude) | "
+                       + (f"{d['seconds'] / 3600:,.1f} h | |" if label == "before" else f" | {d['seconds'] / 3600:,.1f} h |"))
+    growth = [d["history_10x"]["bytes"] / d["history_1x"]["bytes"] for d in (before, bq)
+              if d.get("history_1x") and d.get("history_10x")]
+    if len(growth) == 2:
+        out += ["", f"Bytes of an hourly run at 10x history over 1x: before **{growth[0]:.2f}x**, now **{growth[1]:.2f}x** "
+                "(the test `tests/test_sync_bigquery.py` holds it within 10%)."]
+    return out + [""]

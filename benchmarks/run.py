@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from common import log  # noqa: E402
 
-SECTIONS = ("throughput", "memory", "pacing", "reconcile", "seeding", "ingest", "notebook", "profile")
+SECTIONS = ("throughput", "memory", "pacing", "reconcile", "seeding", "ingest", "notebook", "bigquery", "profile")
 
 FULL = {
     "throughput_sizes": [100_000, 1_000_000], "throughput_repeats": 3, "sdk_rows": 20_000, "sdk_tune_rows": 5_000,
@@ -177,6 +177,11 @@ def run_sections(plan: dict[str, Any], only: set[str], workdir: Path) -> dict[st
         import notebook
         return notebook.measure(plan["notebook_rows_per_day"], plan["notebook_repeats"], workdir)
     section("notebook", notebook_section)
+
+    def bigquery_section():
+        import bigquery
+        return bigquery.measure()  # counts (jobs, bytes), the same in quick mode
+    section("bigquery", bigquery_section)
 
     def profile_section():
         import profiling as prof

@@ -30,6 +30,9 @@ FIGURES = [
     rf"5\. Seeding {NUMBER} rows with seed\.fill \| \*\*{NUMBER} s\*\*",
     rf"6\. Sandbox ingest, .*\| \*\*{NUMBER} events/s\*\*",
     rf"7\. Hourly sync of one seeded hour .*\| {NUMBER} s / {NUMBER} s / {NUMBER} s",
+    rf"8\. BigQuery: jobs per hourly run .*\| \*\*{NUMBER} / {NUMBER}\*\* \| <= 6 \| met",
+    rf"8\. \.\.\. bytes of an hourly run at 10x history over 1x \| \*\*{NUMBER}x\*\* \| within 1\.1x \| met",
+    rf"8\. \.\.\. backfill since 2020-12-01 of 100M rows: .*\| \*\*{NUMBER} jobs\*\*",
 ]
 
 
@@ -46,5 +49,6 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     # The same table is printed.
     assert "| Figure (median of the runs) | Result | Goal | Verdict |" in done.stdout
     for heading in ("## Machine", "## 1. End-to-end sync throughput", "## 2. Memory", "## 3. Pacing under real limits",
-                    "## 4. Reconciliation counting", "## 5. Seeding", "## 6. Sandbox ingest", "## 7. Notebook overhead"):
+                    "## 4. Reconciliation counting", "## 5. Seeding", "## 6. Sandbox ingest", "## 7. Notebook overhead",
+                    "## 8. The sync at BigQuery scale"):
         assert heading in text

@@ -265,7 +265,7 @@ def test_volumes_count_staged_rows_per_name_and_source_over_local_days(wh):
     wh.append("event_logs", rows(("ViewBlob", t(2024, 1, 1, 7), "a", 0), ("ViewBlob", t(2024, 1, 1, 9), "a", 0),
                                  ("ViewBlob", t(2024, 1, 2, 9), "b", 0), ("SignUpSucceeded", t(2024, 1, 2, 10), "backend", 5),
                                  ("ViewBlob", t(2024, 1, 3, 9), "c", 0)))
-    wh.run("amplitude_events", {"run_time": t(2024, 1, 5), "amplitude_start_date": dt.date(2020, 12, 1)})
+    wh.run("amplitude_events", {"run_time": t(2024, 1, 5), "amplitude_start_date": dt.date(2020, 12, 1), "stage_since": t(2020, 12, 1)})
     # Los Angeles days 2024-01-01..02 are [08:00 UTC Jan 1, 08:00 UTC Jan 3).
     got = product.volumes(cfg(time_zone=LA), dt.date(2024, 1, 1), dt.date(2024, 1, 2), warehouse=wh)
     assert sorted(got) == [("SignUpSucceeded", "BACKEND", 1), ("ViewBlob", "WEB", 2)]
