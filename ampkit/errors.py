@@ -10,9 +10,7 @@ AmpkitError                      base: every ampkit failure; the CLI prints it a
 │   └── LockedError              another run holds the lease (the sync records `skipped_locked`)
 ├── AmplitudeError               anything from the Amplitude HTTP APIs (status_code, attempt)
 │   ├── FatalAmplitudeError      stop the run: bad API key, a request ampkit built wrongly, 403
-│   ├── RetryableAmplitudeError  429, 5xx, timeouts, dropped connections, non-JSON bodies
-│   ├── BatchTooLargeError       413: the caller splits the batch and resends
-│   └── RejectedEventsError      400 naming events: dead-letter those, resend the rest
+│   └── RetryableAmplitudeError  429, 5xx, timeouts, dropped connections, non-JSON bodies
 ├── SyncError                    a run could not deliver its window (the watermark did not move)
 │   └── AccountingError          extracted != accepted + filtered + rejected: a bug, never ignored
 ├── ReconcileError               reconciliation could not be computed
@@ -20,7 +18,8 @@ AmpkitError                      base: every ampkit failure; the CLI prints it a
 ```
 
 Third-party exceptions are translated where they enter (`warehouse.py`, `amplitude.py`), never
-elsewhere. Messages say what happened and what to do next, and never carry a secret: `redact()`
+elsewhere, and keep them as their cause (`raise ... from exc`). A 413 or a 400 naming events is not
+an error to raise: the sender bisects or dead-letters, and says so in its result. Messages say what happened and what to do next, and never carry a secret: `redact()`
 in `config.py` runs over anything that could echo one.
 """
 from __future__ import annotations
@@ -79,14 +78,6 @@ class RetryableAmplitudeError(AmplitudeError):
                  retry_after_seconds: float | None = None):
         super().__init__(message, status_code, body)
         self.retry_after_seconds = retry_after_seconds
-
-
-class BatchTooLargeError(AmplitudeError):
-    """Raised on 413: split the batch and resend."""
-
-
-class RejectedEventsError(AmplitudeError):
-    """Raised on a 400 that names events: those are dead-lettered, the rest resent."""
 
 
 class SyncError(AmpkitError):

@@ -388,3 +388,21 @@ def test_the_lease_is_given_back_when_recording_the_run_fails(seeded, make_confi
         sync.run(make_config(), progress="none")
     with warehouses.open(seeded) as wh:
         assert [r["holder"] for r in _query(wh, "SELECT * FROM ampkit_lease")] == [None]  # unowned: given back
+
+
+def test_the_lease_is_renewed_on_a_timer_while_a_run_outlives_it(seeded, make_config, sandbox):
+    # A one-second lease and a send held up for three: without renewals the lease would lapse
+    # mid-send and a second run would take over; with them the second run is turned away.
+    sandbox.control.inject("/batch", kind="delay", delay_seconds=3, count=1)
+    cfg = make_config(lease_seconds=1)
+    first: dict = {}
+    runner = threading.Thread(target=lambda: first.update(result=sync.run(cfg, progress="none")))
+    runner.start()
+    time.sleep(2.0)  # twice the lease, while the first request is held
+    second = sync.run(cfg, progress="none")
+    runner.join(60)
+    assert second.status == "skipped_locked", second.to_dict()
+    assert first["result"].status == "ok" and first["result"].accepted > 0
+    with warehouses.open(seeded) as wh:
+        expiries = _query(wh, "SELECT holder, expires_at FROM ampkit_lease")
+    assert [e["holder"] for e in expiries] == [None]  # given back at the end
