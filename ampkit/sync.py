@@ -437,7 +437,7 @@ class Run:
         if counts.accepted != accepted_by_amplitude:  # checked in the transaction too; this says it in Python's words
             raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {counts.accepted}")
         counts.check("slice")
-        part_text = "" if not part.backfill and (part.event_start, part.event_end) == (EPOCH, FAR_FUTURE) else \
+        part_text = "" if not part.backfill else \
             f" event_time={_moment(part.event_start, 'start')}..{_moment(part.event_end, 'end')}"
         logger.info("window done loaded_at=%s..%s%s extracted=%d accepted=%d filtered=%d rejected=%d",
                     part.start.isoformat(), part.end.isoformat(), part_text, counts.extracted, counts.accepted,

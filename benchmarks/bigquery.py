@@ -32,31 +32,6 @@ def _ensure(wh) -> None:
         state.ensure_schema(wh)
 
 
-def _history(bq, days: int, per_day: int, until: dt.datetime, first_id: int = 10**9) -> None:
-    step = 86_400 // per_day
-    bq.sql(f"""
-        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
-        SELECT {first_id} + range, 'ViewHome', 'WEB', CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}),
-               CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}) + INTERVAL 5 MINUTE,
-               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 97 AS VARCHAR), 'h-' || CAST(range AS VARCHAR)
-        FROM range({days * per_day})""", [until, until])
-    bq.sql("""
-        INSERT INTO analytics.ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, run_id, delivered_at)
-        SELECT id, insert_id, name, source, timestamp, loaded_at, 'accepted', 'history', loaded_at
-        FROM analytics.amplitude_events WHERE id >= ?""", [first_id])
-    # What the history's runs staged, as the staging step counts it (read by nothing on the hourly path).
-
-
-def _new_hour(bq, rows: int, start: dt.datetime, first_id: int = 1) -> None:
-    step = 3_600_000_000 // rows
-    bq.sql(f"""
-        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
-        SELECT {first_id} + range, 'SearchResultsQueried', 'WEB', CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}),
-               CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}) + INTERVAL 1 SECOND,
-               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 31 AS VARCHAR), NULL
-        FROM range({rows})""", [start, start])
-
-
 def _config(bq, amplitude_url: str, **overrides):
     from ampkit import config as configuration
     values = {"warehouse": bq.url(), "amplitude_url": amplitude_url, "now": NOW, "settle_seconds": 0,
@@ -78,7 +53,7 @@ def _cost(bq, cfg, **options) -> dict[str, Any]:
 
 def measure() -> dict[str, Any]:
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from bigquery_standin import running
+    from bigquery_standin import new_hour as _new_hour, running, synced_history as _history
     from ampkit import warehouse as warehouses
     from ampkit.sandbox import SandboxConfig, start
     key, secret = "benchapikey0123456789abcdefABCDEF", "benchsecret9876543210fedcbaFEDCBA"

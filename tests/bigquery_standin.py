@@ -964,6 +964,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("PATCH")
 
 
+# --- rows for the sync at scale ----------------------------------------------------------
+
+def synced_history(bq: "BigQueryStandin", days: int, per_day: int, until: dt.datetime, first_id: int = 10**9) -> None:
+    """`days` days of rows in `analytics.amplitude_events` before `until`, all synced (accepted outcomes in
+    ampkit_deliveries), in their own partitions: history for the sync at scale (tests and benchmarks)."""
+    n = days * per_day
+    step = 86_400 // per_day
+    bq.sql(f"""
+        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
+        SELECT {first_id} + range, 'ViewHome', 'WEB', CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}),
+               CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}) + INTERVAL 5 MINUTE,
+               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 97 AS VARCHAR), 'h-' || CAST(range AS VARCHAR)
+        FROM range({n})""", [until, until])
+    bq.sql("""
+        INSERT INTO analytics.ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, run_id, delivered_at)
+        SELECT id, insert_id, name, source, timestamp, loaded_at, 'accepted', 'history', loaded_at
+        FROM analytics.amplitude_events WHERE id >= ?""", [first_id])
+
+
+def new_hour(bq: "BigQueryStandin", rows: int, start: dt.datetime, first_id: int = 1) -> None:
+    """`rows` rows in `analytics.amplitude_events`, loaded in the hour after `start`, none synced yet."""
+    step = 3_600_000_000 // rows
+    bq.sql(f"""
+        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
+        SELECT {first_id} + range, 'SearchResultsQueried', 'WEB', CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}),
+               CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}) + INTERVAL 1 SECOND,
+               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 31 AS VARCHAR), NULL
+        FROM range({rows})""", [start, start])
+
+
 @contextlib.contextmanager
 def running(**options) -> Iterator[BigQueryStandin]:
     """A started stand-in, stopped on exit."""

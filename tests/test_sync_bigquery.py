@@ -12,7 +12,7 @@ from ampkit import config as configuration
 from ampkit import state, sync
 from ampkit import warehouse as warehouses
 
-from bigquery_standin import running
+from bigquery_standin import new_hour, running, synced_history as history
 from conftest import NOW
 
 HOURLY_JOB_BUDGET = 6
@@ -31,33 +31,6 @@ def make_config(bq, sandbox, **overrides):
     values = {"warehouse": bq.url(), "amplitude_url": sandbox.url, "now": NOW, "settle_seconds": 0,
               "retry_budget_seconds": 60, "max_backoff_seconds": 0.5, "export_lag_seconds": 0}
     return configuration.load({**values, **overrides})
-
-
-def history(bq, days: int, per_day: int, until: dt.datetime, first_id: int = 10**9) -> None:
-    """`days` days of staged rows before `until`, all synced (accepted outcomes), in their own partitions."""
-    n = days * per_day
-    step = 86_400 // per_day
-    bq.sql(f"""
-        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
-        SELECT {first_id} + range, 'ViewHome', 'WEB', CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}),
-               CAST(? AS TIMESTAMPTZ) - to_seconds(range * {step}) + INTERVAL 5 MINUTE,
-               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 97 AS VARCHAR), 'h-' || CAST(range AS VARCHAR)
-        FROM range({n})""", [until, until])
-    bq.sql("""
-        INSERT INTO analytics.ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, run_id, delivered_at)
-        SELECT id, insert_id, name, source, timestamp, loaded_at, 'accepted', 'history', loaded_at
-        FROM analytics.amplitude_events WHERE id >= ?""", [first_id])
-
-
-def new_hour(bq, rows: int, start: dt.datetime, first_id: int = 1) -> None:
-    """`rows` staged rows loaded in the hour after `start`, none synced yet."""
-    step = 3_600_000_000 // rows
-    bq.sql(f"""
-        INSERT INTO analytics.amplitude_events (id, name, source, timestamp, loaded_at, public_argument, device_id, insert_id)
-        SELECT {first_id} + range, 'SearchResultsQueried', 'WEB', CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}),
-               CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}) + INTERVAL 1 SECOND,
-               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 31 AS VARCHAR), NULL
-        FROM range({rows})""", [start, start])
 
 
 def watermark(bq, at: dt.datetime) -> None:
