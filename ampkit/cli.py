@@ -120,6 +120,7 @@ def show_config(obj):
 @handle_errors
 def status(obj):
     """Print what is where: rows per table and the sync's position."""
+    from ampkit import state
     config = obj.config()
     with open_warehouse(config) as wh:
         wh.check_table("event_logs")
@@ -128,9 +129,13 @@ def status(obj):
         rows = wh.run("summary").to_pylist()
         if wh.columns("seed_late_arrivals") is not None:  # the demo's table of rows still to arrive
             rows += wh.run("summary_seed").to_pylist()
+        mark, kept = state.watermark(wh), state.kept_from(wh)
     for row in rows:
         click.echo(f"{row['table_name']:<22} {row['row_count']:>12,}  events {_t(row['first_event'])} .. {_t(row['last_event'])}"
                    + (f"  last loaded {_t(row['last_loaded'])}" if row["last_loaded"] else ""))
+    click.echo(f"{'watermark':<22} {_t(mark) if mark else 'none yet (no run has finished a window)'}")
+    click.echo(f"{'row outcomes':<22} " + (f"kept for rows loaded since {_t(kept)}; earlier days have their counts only"
+                                           if kept else "every row's outcome is kept (nothing rolled up yet)"))
 
 
 @cli.command()

@@ -58,6 +58,8 @@ class Config:
     pace_eps_per_id: float = 0.0     # per-id events/s the sender stays under; 0 = Amplitude's limit (1,000 batch, 30 HTTP V2), < 0 = off
     pace_window_seconds: float = 30.0  # the window Amplitude measures that rate over
     dedup_horizon_days: int = 7
+    # Days a row's own outcome is kept (then only its 15-minute counts); 0 = keep every row for ever.
+    outcome_retention_days: int = 35
     export_lag_seconds: int = 7200   # Amplitude's export lag (2 h); the sandbox's is configurable
     lease_seconds: int = 3600
     min_id_length: int = 5
@@ -251,6 +253,14 @@ def _validate(c: Config) -> None:
     for name in ("lookback_hours", "settle_seconds", "initial_lookback_hours", "export_lag_seconds", "slice_rows"):
         if getattr(c, name) < 0:
             raise ConfigError(f"{name} must not be negative")
+    if c.outcome_retention_days < 0:
+        raise ConfigError("outcome_retention_days must not be negative (0 keeps every row's outcome)")
+    if c.outcome_retention_days and (c.outcome_retention_days <= c.dedup_horizon_days
+                                     or c.outcome_retention_days * 24 <= c.lookback_hours + 24):
+        # Row outcomes are what keeps a re-run from sending a row twice: they must outlive both
+        # Amplitude's insert_id dedup and the lookback the hourly run reads back over.
+        raise ConfigError(f"outcome_retention_days ({c.outcome_retention_days}) must be more than dedup_horizon_days "
+                          f"({c.dedup_horizon_days}) and more than a day beyond lookback_hours ({c.lookback_hours})")
     for url in (c.amplitude_url, c.amplitude_dashboard_url):
         if url and not re.match(r"^https?://[^\s/]+", url):
             raise ConfigError(f"'{url}' is not an http(s) URL")

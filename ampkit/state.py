@@ -50,6 +50,7 @@ class Begun:
     expires_at: dt.datetime | None
     watermark: dt.datetime | None
     schema_version: str | None
+    kept_from: dt.datetime | None = None  # rows loaded earlier have only their counts (roll-up)
 
 
 def schema_version() -> str:
@@ -78,9 +79,10 @@ def begin(warehouse, record: "RunRecord", holder: str, seconds: int) -> Begun:
         ensure_schema(warehouse)  # the first run on this warehouse
         rows = warehouse.run("run_begin", params).to_pylist()
     holders = {r["holder"] for r in rows}
-    row = rows[0] if rows else {"holder": None, "expires_at": None, "watermark": None, "schema_version": None}
-    begun = Begun(row["holder"] if len(holders) == 1 else None, row["expires_at"],
-                  row["watermark"].astimezone(dt.timezone.utc) if row["watermark"] else None, row["schema_version"])
+    row = rows[0] if rows else {}
+    utc = {k: row[k].astimezone(dt.timezone.utc) if row.get(k) else None for k in ("watermark", "kept_from")}
+    begun = Begun(row.get("holder") if len(holders) == 1 else None, row.get("expires_at"),
+                  utc["watermark"], row.get("schema_version"), utc["kept_from"])
     if begun.holder != holder and begun.holder and is_dead(begun.holder):
         logger.warning("lease holder %s is gone; taking over", begun.holder)
         warehouse.run("lease_break", {"name": LEASE_NAME, "holder": begun.holder})
@@ -201,6 +203,13 @@ def watermark(warehouse) -> dt.datetime | None:
     return value.astimezone(dt.timezone.utc) if value else None
 
 
+def kept_from(warehouse) -> dt.datetime | None:
+    """Where row-level outcomes begin: rows loaded earlier have only their counts; None before
+    the first roll-up (I/O)."""
+    value = warehouse.run("watermark").column("kept_from")[0].as_py()
+    return value.astimezone(dt.timezone.utc) if value else None
+
+
 @dataclasses.dataclass
 class RunRecord(Counts):
     """One row of the run ledger."""
@@ -236,6 +245,59 @@ def finish(warehouse, record: RunRecord, holder: str) -> None:
     """A run's last job (I/O): its ledger row replaced by its final state, its working rows cleared,
     the lease given back. Also how a run that never got the lease records itself (skipped)."""
     warehouse.run("run_finish", {**record.params(), "name": LEASE_NAME, "holder": holder})
+
+
+@dataclasses.dataclass(frozen=True)
+class RollUp:
+    """What a roll-up of row outcomes did: rows loaded before `kept_from` now have only their counts."""
+
+    kept_from: dt.datetime
+    days: int
+    blocked: str = ""  # why it stopped short of the day it aimed for
+
+    def __str__(self) -> str:
+        text = f"row outcomes kept from {self.kept_from:%Y-%m-%d} ({self.days} day(s) rolled up)"
+        return f"{text}; {self.blocked}" if self.blocked else text
+
+
+def rollup_target(config, now: dt.datetime, watermark: dt.datetime | None, kept_from: dt.datetime | None) -> dt.datetime | None:
+    """The day row outcomes are due to be kept from, or None when nothing is due (pure).
+
+    Older than `outcome_retention_days`, and before the lookback behind the watermark, whichever is
+    earlier: rows the hourly run may still read back over keep their outcomes."""
+    if not config.outcome_retention_days or watermark is None:
+        return None
+    edge = min(now - dt.timedelta(days=config.outcome_retention_days),
+               watermark - dt.timedelta(hours=config.lookback_hours))
+    target = edge.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return target if kept_from is None or kept_from < target else None
+
+
+def rollup_until(days: list[dict], target: dt.datetime) -> tuple[dt.datetime, str]:
+    """How far a roll-up may go: up to `target`, or to the first loaded day with a staged row
+    that has no outcome (only the row-level table can say which row that is) (pure)."""
+    for day in days:
+        if day["without_outcome"]:
+            until = dt.datetime.combine(day["day"], dt.time(), dt.timezone.utc)
+            return min(until, target), (f"stopped at {day['day']}: {day['without_outcome']:,} rows loaded that day "
+                                        f"have no outcome yet (held by the data map, or never synced: "
+                                        f"`ampkit sync --start {day['day']}` sends them)")
+    return target, ""
+
+
+def roll_up(warehouse, run_id: str, kept_from: dt.datetime | None, target: dt.datetime, now: dt.datetime) -> RollUp:
+    """Roll up row outcomes loaded before `target` into their 15-minute counts (I/O, two jobs).
+
+    Call it holding the lease: it rewrites ampkit_outcome_counts, which runs append to."""
+    start = kept_from or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    window = {"kept_from": start, "rollup_before": target}
+    days = warehouse.run("outcomes_rollup_plan", window).to_pylist()
+    until, blocked = rollup_until(days, target)
+    if until <= start:
+        return RollUp(start, 0, blocked)
+    warehouse.run("outcomes_rollup", {"kept_from": start, "rollup_before": until, "run_id": run_id, "now": now})
+    rolled = sum(1 for d in days if dt.datetime.combine(d["day"], dt.time(), dt.timezone.utc) < until)
+    return RollUp(until, rolled, blocked)
 
 
 RULE_COLUMNS = ("key_names", "key_sources", "key_actions", "key_rules", "key_reasons")

@@ -243,6 +243,7 @@ class Run:
         self.sender: Sender | None = None
         self.lease: state.Lease | None = None
         self.slice_rows = ctx.config.slice_rows or ctx.warehouse.slice_rows
+        self.kept_from = EPOCH  # rows loaded earlier had their outcomes rolled up
 
     # -- the run ------------------------------------------------------------------------------
     def go(self, start, end, force, yes) -> SyncResult:
@@ -261,6 +262,8 @@ class Run:
             try:
                 self._deliver_all(begun, start, end, force, yes)
                 self.result.status = "dry_run" if ctx.dry_run else "ok"
+                if not ctx.dry_run:
+                    self._roll_up(begun)
             except BaseException as exc:
                 self.result.status = "failed"
                 self.result.error = ctx.config.redact(str(exc) or type(exc).__name__)
@@ -306,8 +309,27 @@ class Run:
                 raise
             logger.warning("the failed run could not be recorded (%s)", exc)
 
+    def _roll_up(self, begun: state.Begun) -> None:
+        """Once a day, roll up the row outcomes past their retention into counts (two more jobs).
+        Housekeeping: if it fails, the run's delivery stands and the next run tries again."""
+        ctx = self.ctx
+        # The watermark as the run found it: an hour behind at worst, and no extra job to read it.
+        target = state.rollup_target(ctx.config, ctx.now, begun.watermark, begun.kept_from)
+        if target is None:
+            return
+        try:
+            done = state.roll_up(ctx.warehouse, ctx.run_id, begun.kept_from, target, state.wall_clock())
+        except AmpkitError as exc:
+            self.result.warnings.append(f"roll-up of row outcomes failed, tried again next run: {ctx.config.redact(str(exc))}")
+            logger.warning("%s", self.result.warnings[-1])
+            return
+        logger.info("roll-up: %s", done)
+        if done.blocked:
+            self.result.warnings.append(f"roll-up: {done}")
+
     def _deliver_all(self, begun: state.Begun, start, end, force, yes) -> None:
         ctx = self.ctx
+        self.kept_from = begun.kept_from or EPOCH
         windows = self.plan(begun, start, end, force, yes)
         if not windows:
             self.result.window_start, self.result.window_end = self._empty_bounds(begun, start, end)
@@ -354,8 +376,8 @@ class Run:
         ctx = self.ctx
         if end <= start:
             raise ConfigError(f"backfill end {end.isoformat()} is not after start {start.isoformat()}")
-        hours = ctx.warehouse.run("sync_backfill_plan", {"event_start": start, "event_end": end,
-                                                         "window_end": ctx.now}).to_pylist()
+        hours = ctx.warehouse.run("sync_backfill_plan", {"event_start": start, "event_end": end, "window_end": ctx.now,
+                                                         "kept_from": self.kept_from}).to_pylist()
         windows = pack(hours, start, end, self.slice_rows, ctx.warehouse.slice_bytes)
         estimate = estimate_backfill(windows)
         logger.info("backfill %s..%s: %s", start.isoformat(), end.isoformat(), estimate)
@@ -418,7 +440,8 @@ class Run:
     # -- per slice: snapshot -> deliver -> checkpoint -------------------------------------------
     def _slice(self, part: Window, small: bool) -> Counts:
         ctx = self.ctx
-        keys = ctx.warehouse.run("sync_snapshot", {"run_id": ctx.run_id, **part.params()}).to_pylist()
+        keys = ctx.warehouse.run("sync_snapshot", {"run_id": ctx.run_id, "kept_from": self.kept_from,
+                                                   **part.params()}).to_pylist()
         counts = Counts(extracted=sum(k["row_count"] for k in keys))
         params = {**extract_params(ctx.config, ctx.run_id, ctx.now, part.lookback_start, part.end),
                   **state.rule_params(self._decide(keys))}

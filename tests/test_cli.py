@@ -84,6 +84,7 @@ def test_seed_stage_twice_and_status(tmp_path):
     assert "staged 0 rows" not in first.stdout and "staged 0 rows" in second.stdout
     status = ampkit("status", env=env)
     assert "event_logs" in status.stdout and "amplitude_events" in status.stdout and "seed_late_arrivals" in status.stdout
+    assert "watermark" in status.stdout and "none yet" in status.stdout and "nothing rolled up yet" in status.stdout
 
 
 def test_datamap_import_and_check(tmp_path):

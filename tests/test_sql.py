@@ -233,6 +233,8 @@ def parameter_values(name: str, kind: str):
         "schema_version": st.sampled_from(["v1", "v2"]),
         # The hourly run reads every event time: its bounds are the epoch and the far future.
         "event_start": st.just(sync.EPOCH) | moments(), "event_end": st.just(sync.FAR_FUTURE) | moments(),
+        # Nothing rolled up yet (the usual case in a small world), or a horizon somewhere in it.
+        "kept_from": st.just(sync.EPOCH) | moments(),
     }
     if name in special:
         return special[name]

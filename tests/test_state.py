@@ -1,5 +1,6 @@
 """The sync's state: the lease is a mutex on BigQuery's own terms, tried on the stand-in that runs
-jobs concurrently and aborts conflicting transactions as BigQuery does (tests/bigquery_standin.py)."""
+jobs concurrently and aborts conflicting transactions as BigQuery does (tests/bigquery_standin.py);
+row outcomes rolled up past their retention, and nothing sent twice because of it."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,13 +8,16 @@ import threading
 
 import pytest
 
-from ampkit import state
+from ampkit import config as configuration
+from ampkit import deadletter, state, sync
 from ampkit import warehouse as warehouses
-from ampkit.errors import LockedError
+from ampkit.errors import ConfigError, LockedError
 
 from bigquery_standin import running
-from conftest import NOW
+from conftest import NOW, fill
 
+DAY = dt.timedelta(days=1)
+MIDNIGHT = dt.datetime.combine(NOW.date(), dt.time(), dt.timezone.utc)
 TRIES = 40
 # The lease as it was taken before: a transaction that deletes an expired row and inserts one if
 # none exists. Under snapshot isolation both racers see no row, and concurrent INSERTs never
@@ -114,3 +118,55 @@ def test_a_run_that_lost_its_lease_can_neither_renew_it_nor_pass_the_fence(bq):
             state.check_held(wh, "stalled-holder")
         with pytest.raises(LockedError, match="now held by taker"):
             state.renew(wh, "stalled-holder", 60)
+
+
+def test_the_roll_up_is_due_once_a_day_behind_retention_and_the_lookback():
+    cfg = configuration.load({"outcome_retention_days": 10, "lookback_hours": 6})
+    mark = NOW - dt.timedelta(hours=1)
+    assert state.rollup_target(cfg, NOW, mark, None) == MIDNIGHT - 10 * DAY
+    assert state.rollup_target(cfg, NOW, mark, MIDNIGHT - 10 * DAY) is None  # done today
+    assert state.rollup_target(cfg, NOW, mark, MIDNIGHT - 11 * DAY) == MIDNIGHT - 10 * DAY
+    # A sync stuck 20 days back: rows the next run reads back over keep their outcomes.
+    assert state.rollup_target(cfg, NOW, NOW - 20 * DAY, None) == MIDNIGHT - 20 * DAY
+    assert state.rollup_target(cfg, NOW, None, None) is None  # nothing synced yet
+    assert state.rollup_target(configuration.load({"outcome_retention_days": 0}), NOW, mark, None) is None
+    with pytest.raises(ConfigError, match="more than dedup_horizon_days"):
+        configuration.load({"outcome_retention_days": 7})
+    days = [{"day": (MIDNIGHT - 3 * DAY).date(), "staged": 10, "without_outcome": 0},
+            {"day": (MIDNIGHT - 2 * DAY).date(), "staged": 10, "without_outcome": 4}]
+    until, why = state.rollup_until(days, MIDNIGHT)
+    assert until == MIDNIGHT - 2 * DAY and "4 rows loaded that day have no outcome yet" in why
+    assert state.rollup_until(days[:1], MIDNIGHT) == (MIDNIGHT, "")
+
+
+def test_after_a_roll_up_a_backfill_sends_nothing_twice_and_a_replayed_dead_letter_once(warehouse_url, make_config, sandbox):
+    fill(warehouse_url, days=3, events_per_day=2000, hours=60)
+    assert sync.run(make_config(now=NOW - dt.timedelta(minutes=55), initial_lookback_hours=61), progress="none").status == "ok"
+    assert sync.run(make_config(), progress="none").status == "ok"  # the last staging run too
+    with warehouses.open(warehouse_url) as wh:
+        done = state.roll_up(wh, "rollup-test", None, MIDNIGHT, NOW)
+        assert (done.kept_from, done.days, done.blocked) == (MIDNIGHT, 2, "")
+        with wh.connect() as con:
+            found = con.execute("SELECT id, loaded_at < ? FROM ampkit_dead_letters WHERE reason = 'no_id'", [MIDNIGHT]).fetchall()
+    broken = [r[0] for r in found]
+    in_amplitude = sandbox.control.stats()["events_in_store"]
+    assert in_amplitude and sum(1 for r in found if r[1]) >= 3, "dead letters in the rolled-up days"
+
+    # Every row loaded before the horizon has only its counts now: none looks unhandled.
+    again = sync.run(make_config(), start=NOW - 4 * DAY, end=NOW, progress="none")
+    assert again.status == "ok" and again.extracted == 0
+    assert sandbox.control.stats()["events_in_store"] == in_amplitude
+
+    # The dead letters' rows are fixed in the warehouse and replayed: sent once, then never again.
+    with warehouses.open(warehouse_url) as wh, wh.connect() as con:
+        con.execute("UPDATE amplitude_events SET device_id = 'fixed-device-' || id WHERE id IN (SELECT UNNEST(?))", [broken])
+    replayed = deadletter.replay(make_config(), ["no_id"], NOW - 10 * DAY)
+    assert replayed.accepted == len(broken) and replayed.extracted == len(broken)
+    assert sandbox.control.stats()["events_in_store"] == in_amplitude + len(broken)
+    with warehouses.open(warehouse_url) as wh:
+        later = state.roll_up(wh, "rollup-test-2", done.kept_from, MIDNIGHT + DAY, NOW + DAY)
+        assert later.kept_from == MIDNIGHT + DAY
+    for _ in range(2):
+        assert sync.run(make_config(), start=NOW - 4 * DAY, end=NOW, progress="none").extracted == 0
+        assert deadletter.replay(make_config(), ["no_id"], NOW - 10 * DAY) is None
+    assert sandbox.control.stats()["events_in_store"] == in_amplitude + len(broken)

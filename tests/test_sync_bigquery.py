@@ -33,8 +33,16 @@ def make_config(bq, sandbox, **overrides):
     return configuration.load({**values, **overrides})
 
 
-def watermark(bq, at: dt.datetime) -> None:
+def watermark(bq, at: dt.datetime, *, rolled_up: bool = True) -> None:
+    """The watermark at `at`; with `rolled_up`, yesterday's roll-up done too, as on 23 runs of 24."""
     bq.sql("INSERT INTO analytics.ampkit_state VALUES ('watermark', ?, 'history', ?)", [at, at])
+    if rolled_up:
+        day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+        bq.sql("INSERT INTO analytics.ampkit_state VALUES ('outcomes_kept_from', ?, 'history', ?)", [day, at])
+
+
+def rollup_jobs(bills: list[dict]) -> list[dict]:
+    return [b for b in bills if "roll-up" in b["query"].splitlines()[0] or "Roll up" in b["query"].splitlines()[0]]
 
 
 def run_cost(bq, cfg, **options) -> tuple[sync.SyncResult, list[dict]]:
@@ -57,6 +65,32 @@ def test_an_hourly_run_is_six_jobs_whatever_the_clock_reads(bq, sandbox):
     # The next hour, with nothing new: the same budget.
     _, idle = run_cost(bq, make_config(bq, sandbox, now=at + dt.timedelta(hours=1)))
     assert len(idle) <= HOURLY_JOB_BUDGET
+
+
+def test_once_a_day_the_roll_up_adds_two_jobs_that_read_one_day_whatever_the_history(sandbox):
+    def roll_up(days: int) -> tuple[list[dict], int]:
+        with running() as bq:
+            with warehouses.open(bq.url()) as wh:
+                wh.ensure_tables()
+                state.ensure_schema(wh)
+            history(bq, days, per_day=400, until=NOW - dt.timedelta(hours=8))
+            new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+            watermark(bq, NOW - dt.timedelta(hours=1), rolled_up=False)
+            cfg = make_config(bq, sandbox, outcome_retention_days=10)
+            target = state.rollup_target(cfg, NOW, NOW - dt.timedelta(hours=1), None)
+            # Yesterday's roll-up stopped a day short: today's takes one day.
+            bq.sql("INSERT INTO analytics.ampkit_state VALUES ('outcomes_kept_from', ?, 'history', ?)",
+                   [target - dt.timedelta(days=1), NOW])
+            result, bills = run_cost(bq, cfg)
+            assert result.status == "ok" and result.extracted == 300, result.warnings
+            with warehouses.open(bq.url()) as wh:
+                assert state.kept_from(wh) == target
+            jobs = rollup_jobs(bills)
+            return jobs, len(bills)
+    (small, n_small), (large, n_large) = roll_up(14), roll_up(140)
+    assert len(small) == len(large) == 2 and n_small == n_large == HOURLY_JOB_BUDGET + 2
+    a, b = sum(j["bytes_processed"] for j in small), sum(j["bytes_processed"] for j in large)
+    assert a > 0 and abs(b - a) <= 0.10 * a, f"the roll-up read {a:,} bytes at 14 days of history, {b:,} at 140"
 
 
 @pytest.mark.parametrize("layout", ["dirty rows", "clean rows"])

@@ -289,7 +289,7 @@ SAMPLE_PARAMS = {
     "duration_seconds": 1.5, "move_watermark": True, "blocklist": list(seed.BLOCKLISTED_IDS),
     "steps": ["Event2", "Event3", "Event4"], "active_events": ["Event2", "Event3"], "window_seconds": 604800,
     "scan_end": t(2024, 1, 9), "max_depth": 40, "depth_pattern": r"^[\[{][\]}]$", "flags_depth_pattern": r"^[\[{][\]}]$",
-    "stage_since": t(2020, 12, 1), "schema_version": "v1",
+    "stage_since": t(2020, 12, 1), "schema_version": "v1", "kept_from": t(2023, 12, 1), "rollup_before": t(2023, 12, 2),
     "key_names": ["Event2", "Event3", "Event4"], "key_sources": ["WEB"] * 3, "key_actions": ["send", "send", "drop"],
     "key_rules": ["default", "default", "noise"], "key_reasons": ["", "", "noise"],
     "reject_ids": [3], "reject_insert_ids": ["ins-3"], "reject_names": ["Event3"],

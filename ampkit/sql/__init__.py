@@ -20,7 +20,8 @@ PARAMETER_TYPES: dict[str, str] = {
     **dict.fromkeys([
         "run_time", "since", "until", "now", "expires_at", "start_ts", "end_ts", "scan_end", "start_time",
         "started_at", "finished_at", "window_start", "window_end", "event_start", "event_end",
-        "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon", "stage_since"], "TIMESTAMP"),
+        "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon", "stage_since",
+        "kept_from", "rollup_before"], "TIMESTAMP"),
     "amplitude_start_date": "DATE",
     **dict.fromkeys([
         "extracted", "sent", "accepted", "filtered_total", "rejected_total", "requests", "retries", "limit",

@@ -22,6 +22,7 @@ FROM (SELECT 1 AS one) AS x
 WHERE EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder);
 SELECT DISTINCT l.holder, l.expires_at,
   (SELECT MAX(value) FROM ampkit_state WHERE key = 'watermark') AS watermark,
-  (SELECT MAX(run_id) FROM ampkit_state WHERE key = 'schema') AS schema_version
+  (SELECT MAX(run_id) FROM ampkit_state WHERE key = 'schema') AS schema_version,
+  (SELECT MAX(value) FROM ampkit_state WHERE key = 'outcomes_kept_from') AS kept_from
 FROM ampkit_lease AS l
 WHERE l.name = @name

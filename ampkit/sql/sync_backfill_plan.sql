@@ -12,5 +12,8 @@ WHERE a.loaded_at >= @event_start AND a.loaded_at <= @window_end
   AND NOT EXISTS (
     SELECT 1 FROM ampkit_deliveries AS d
     WHERE d.id = a.id AND d.loaded_at >= @event_start AND d.loaded_at <= @window_end)
+  -- As sync_snapshot.sql: rows whose outcomes were rolled up are handled, replayed dead letters aside.
+  AND (a.loaded_at >= @kept_from
+       OR a.id IN (SELECT id FROM ampkit_dead_letters WHERE replayed_run_id IS NOT NULL))
 GROUP BY 1
 ORDER BY 1

@@ -22,7 +22,11 @@ WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
     -- keep this lookup to the slice being synced rather than every outcome of the loaded_at window.
     SELECT 1 FROM ampkit_deliveries AS d
     WHERE d.id = a.id AND d.loaded_at > @lookback_start AND d.loaded_at <= @window_end
-      AND ((d.event_time >= @event_start AND d.event_time < @event_end) OR d.event_time IS NULL));
+      AND ((d.event_time >= @event_start AND d.event_time < @event_end) OR d.event_time IS NULL))
+  -- A row loaded before @kept_from had its outcome rolled up (outcomes_rollup.sql): it was handled,
+  -- unless it is a dead letter being replayed (whose rows are never rolled up).
+  AND (a.loaded_at >= @kept_from
+       OR a.id IN (SELECT id FROM ampkit_dead_letters WHERE replayed_run_id IS NOT NULL));
 -- The distinct (name, source) of the snapshot and their volumes: the data map decides per key.
 SELECT name, source, COUNT(*) AS row_count
 FROM ampkit_pending
