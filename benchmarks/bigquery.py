@@ -40,6 +40,13 @@ def _config(bq, amplitude_url: str, **overrides):
     return configuration.load(values)
 
 
+def _rolled_up(bq, kept_from: dt.datetime) -> None:
+    """The state a daily roll-up leaves (a checkout without one ignores the row): the measured
+    hourly run is one of the 23 a day that have no roll-up to do."""
+    bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('outcomes_kept_from', ?, 'h', ?)",
+           [kept_from, NOW])
+
+
 def _cost(bq, cfg, **options) -> dict[str, Any]:
     from ampkit import sync
     before = len(bq.bills)
@@ -48,7 +55,9 @@ def _cost(bq, cfg, **options) -> dict[str, Any]:
     return {"status": result.status, "extracted": result.extracted, "windows": len(result.windows),
             "jobs": len(bills), "statements": sum(b["statements"] for b in bills),
             "bytes": sum(b["bytes_processed"] for b in bills), "billed": sum(b["bytes_billed"] for b in bills),
-            "loads": sum(b["kind"] == "load" for b in bills)}
+            "loads": sum(b["kind"] == "load" for b in bills),
+            "rollup_jobs": len(rollup := [b for b in bills if "roll" in b["query"].split("\n", 1)[0].lower()]),
+            "rollup_bytes": sum(b["bytes_processed"] for b in rollup)}
 
 
 def measure() -> dict[str, Any]:
@@ -75,6 +84,7 @@ def measure() -> dict[str, Any]:
                 _new_hour(bq, 300, NOW - dt.timedelta(hours=1), first_id=1001)
                 first = _config(bq, sandbox.url, now=NOW - dt.timedelta(hours=1) + dt.timedelta(seconds=at.second + 60 * at.minute))
                 _cost(bq, first)  # a first run leaves a watermark the way the clock does
+                _rolled_up(bq, NOW.replace(hour=0))
                 out[f"hourly_{label}"] = _cost(bq, _config(bq, sandbox.url, now=at))
             finally:
                 ctx.__exit__(None, None, None)
@@ -86,7 +96,23 @@ def measure() -> dict[str, Any]:
                 _new_hour(bq, 300, NOW - dt.timedelta(hours=1))
                 bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('watermark', ?, 'h', ?)",
                        [NOW - dt.timedelta(hours=1), NOW])
+                _rolled_up(bq, NOW.replace(hour=0))
                 out[label] = {**_cost(bq, _config(bq, sandbox.url)), "history_rows": days * 400, "days": days}
+            finally:
+                ctx.__exit__(None, None, None)
+        # The first run of a day, with a day of row outcomes past retention to roll up (10 days here).
+        for label, days in (("rollup_1x", 14), ("rollup_10x", 140)):
+            ctx, bq = fresh()
+            try:
+                _history(bq, days, 400, NOW - dt.timedelta(hours=8))
+                _new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+                bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('watermark', ?, 'h', ?)",
+                       [NOW - dt.timedelta(hours=1), NOW])
+                _rolled_up(bq, NOW.replace(hour=0) - dt.timedelta(days=11))
+                from ampkit.config import FIELDS
+                if "outcome_retention_days" not in FIELDS:
+                    break  # a checkout from before the roll-up
+                out[label] = {**_cost(bq, _config(bq, sandbox.url, outcome_retention_days=10)), "days": days}
             finally:
                 ctx.__exit__(None, None, None)
         # A backfill of 3 days (72 loaded hours of 50 rows), small windows so there are several.
