@@ -41,6 +41,19 @@ def sync_breakdown(frame: pd.DataFrame, top: int = 25) -> go.Figure:
     return fig
 
 
+def sample_payloads(result):
+    """The events a dry run would send (up to three, as Amplitude would receive them), as Markdown."""
+    import json
+
+    from IPython.display import Markdown
+    if not result.samples:
+        return Markdown("No sample payloads: this run sent its events. A dry run "
+                        "(`ampkit sync --dry-run`, or the parameter `dry_run`) shows three of the events it would send.")
+    blocks = [f"```json\n{json.dumps(sample, indent=2, ensure_ascii=False)}\n```" for sample in result.samples]
+    return Markdown(f"{len(blocks)} of the events this dry run would send, as Amplitude would receive them:\n\n"
+                    + "\n\n".join(blocks))
+
+
 def request_timeline(log: list[dict]) -> go.Figure:
     """Request latency over the run, and retries, from the sender's request log."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],

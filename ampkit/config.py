@@ -94,6 +94,15 @@ class Config:
                 text = text.replace(secret, "***")
         return text
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting but the secrets, as plain values `load()` reads back: how the configuration
+        crosses into a notebook's kernel whole (the secrets follow through the environment)."""
+        out = {}
+        for name in SETTINGS:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+        return out
+
     def public(self) -> dict[str, Any]:
         """The settings as plain values, secrets masked (what `ampkit config` prints)."""
         out = {}

@@ -36,7 +36,7 @@ class RunnerResult:
     """One scheduled run: where its record and report are, and how it ended."""
 
     name: str
-    status: str            # ok | failed | timeout
+    status: str            # how the run ended: ok | dry_run | skipped_locked (as the notebook said) | failed | timeout
     exit_code: int
     notebook_path: str
     report_path: str
@@ -108,6 +108,11 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
     html = output.replace(config.runs_dir.rstrip("/"), config.reports_dir.rstrip("/"), 1)[:-len(".ipynb")] + ".html"
     parameters.setdefault("now", window_start.isoformat())
     parameters["notebook_path"] = output
+    if "ampkit_settings" in declared:
+        # The kernel runs with this process's configuration whole (CLI options, environment,
+        # ampkit.toml as resolved here); secrets reach it through the environment only.
+        parameters["ampkit_settings"] = config.settings()
+        check_parameters({"ampkit_settings": parameters["ampkit_settings"]}, config)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ampkit-run-") as tmp:
         executed = Path(tmp) / source.name
@@ -120,6 +125,8 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
         status, code = _execute(command, timeout_seconds, log_path)
         if executed.exists():
             nb = nbformat.read(executed, as_version=4)
+            if code == 0:
+                status = reported_status(nb) or status
             clean(nb, config, source, output)
             try:
                 _write(nb, output)
@@ -166,6 +173,14 @@ def _wait(process: subprocess.Popen, timeout_seconds: int) -> tuple[str, int]:
         logger.error("notebook run timed out after %ds", timeout_seconds)
         return "timeout", 124
     return ("ok" if code == 0 else "failed"), code
+
+
+def reported_status(nb) -> str | None:
+    """How the notebook says its run ended (`notebook.outcome`), e.g. skipped_locked or dry_run."""
+    from ampkit.notebook import OUTCOME_MIME
+    found = [o["data"][OUTCOME_MIME] for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", []) if OUTCOME_MIME in o.get("data", {})]
+    return found[-1].get("status") if found else None
 
 
 def clean(nb, config: configuration.Config, source: Path, output: str) -> None:

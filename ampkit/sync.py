@@ -98,6 +98,8 @@ class SyncResult(Counts):
     windows: list[WindowResult] = dataclasses.field(default_factory=list)
     request_log: list[dict] = dataclasses.field(default_factory=list)
     samples: list[dict] = dataclasses.field(default_factory=list)
+    # A dry run's outcomes per (name, outcome, reason): it records none in the warehouse.
+    events: list[dict] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     error: str = ""
 
@@ -244,6 +246,7 @@ class Run:
         self.lease: state.Lease | None = None
         self.slice_rows = ctx.config.slice_rows or ctx.warehouse.slice_rows
         self.kept_from = EPOCH  # rows loaded earlier had their outcomes rolled up
+        self.in_flight: Counts | None = None
 
     # -- the run ------------------------------------------------------------------------------
     def go(self, start, end, force, yes) -> SyncResult:
@@ -266,6 +269,9 @@ class Run:
                     self._roll_up(begun)
             except BaseException as exc:
                 self.result.status = "failed"
+                if self.in_flight is not None:  # extracted, and maybe sent and accepted, not recorded
+                    self.result.add(self.in_flight)
+                    self.result.windows[-1].add(self.in_flight)
                 self.result.error = ctx.config.redact(str(exc) or type(exc).__name__)
                 stack.close()  # the renewals stop before the run records itself and lets go
                 self._finish()
@@ -341,8 +347,7 @@ class Run:
         self.bar = Progress.make(self.progress, "sync")
         try:
             for window in windows:
-                self.result.absorb(self.deliver(window))
-                self.record.window_start, self.record.window_end = self.result.window_start, self.result.window_end
+                self.deliver(window)
         finally:
             self.bar.close()
             if self.sender:
@@ -401,13 +406,17 @@ class Run:
         """Sync one window, slice by slice; the watermark moves with its last slice."""
         a, b = window.reported()
         w = WindowResult(window_start=a, window_end=b)
+        # In the run's result from the start, so a run that fails in it records the window it was in.
+        self.result.absorb(w)
         slices = self._slices(window)
         for k, part in enumerate(slices):
             last = k == len(slices) - 1
             part = dataclasses.replace(part, move_watermark=window.move_watermark and last)
             small = (part.rows or 0) < HOLD_ROWS
             with contextlib.nullcontext() if small else self.ctx.warehouse.held(memory_limit=self._memory_cap(part)):
-                w.add(self._slice(part, small))
+                done = self._slice(part, small)
+            w.add(done)
+            self.result.add(done)
         return w
 
     def _slices(self, window: Window) -> list[Window]:
@@ -443,6 +452,7 @@ class Run:
         keys = ctx.warehouse.run("sync_snapshot", {"run_id": ctx.run_id, "kept_from": self.kept_from,
                                                    **part.params()}).to_pylist()
         counts = Counts(extracted=sum(k["row_count"] for k in keys))
+        self.in_flight = counts  # what a failed run records of the slice it failed in
         params = {**extract_params(ctx.config, ctx.run_id, ctx.now, part.lookback_start, part.end),
                   **state.rule_params(self._decide(keys))}
         rejects = self._send(params, counts, small)
@@ -451,8 +461,10 @@ class Run:
                                                           **state.reject_params(ctx.warehouse, ctx.run_id, [])}).to_pylist()
             counts.settle(outcomes)
             _dry_run_rejects(counts, rejects)
+            self.result.events += dry_run_events(outcomes, rejects)
             ctx.warehouse.run("sync_discard", {"run_id": ctx.run_id})
             counts.check("dry run")
+            self.in_flight = None
             return counts
         outcomes = self._checkpoint(part, params, counts, rejects)
         accepted_by_amplitude = counts.accepted
@@ -460,6 +472,7 @@ class Run:
         if counts.accepted != accepted_by_amplitude:  # checked in the transaction too; this says it in Python's words
             raise AccountingError(f"Amplitude accepted {accepted_by_amplitude} events but the outcome table says {counts.accepted}")
         counts.check("slice")
+        self.in_flight = None
         part_text = "" if not part.backfill else \
             f" event_time={_moment(part.event_start, 'start')}..{_moment(part.event_end, 'end')}"
         logger.info("window done loaded_at=%s..%s%s extracted=%d accepted=%d filtered=%d rejected=%d",
@@ -592,6 +605,16 @@ def _dry_run_rejects(counts: Counts, rejects: list[dict]) -> None:
     counts.sent = counts.accepted
 
 
+def dry_run_events(outcomes: list[dict], rejects: list[dict]) -> list[dict]:
+    """A dry run's events per (name, outcome, reason): the SQL's outcomes, with the rows the
+    transform rejected moved from accepted to their reason (pure)."""
+    tally = collections.Counter({(r["name"], r["outcome"], r["reason"]): r["row_count"] for r in outcomes})
+    for d in rejects:
+        tally[(d["name"], "accepted", None)] -= 1
+        tally[(d["name"], "rejected", d["reason"])] += 1
+    return [{"name": n, "outcome": o, "reason": r, "events": v} for (n, o, r), v in tally.items() if v]
+
+
 def extract_params(config: Config, run_id: str, now: dt.datetime, lookback_start: dt.datetime = EPOCH,
                    window_end: dt.datetime | None = None) -> dict:
     """The parameters of sync_extract.sql (and of sync_resolve.sql's start_time) for one window of a run:
@@ -644,7 +667,13 @@ def _sample(batch: pa.RecordBatch) -> dict:
     return orjson.loads(batch.column("event")[0].as_py().rstrip(","))
 
 
-def breakdown(config: Config, run_id: str):
-    """A run's events per event type, outcome and rule or reason, as a DataFrame (I/O)."""
+def breakdown(config: Config, result: SyncResult):
+    """A run's events per event type, outcome and rule or reason, as a DataFrame: a dry run's from
+    its result, a run's from the outcome counts it recorded (I/O)."""
+    import pandas as pd
+    if result.status == "dry_run":
+        frame = pd.DataFrame(result.events, columns=["name", "outcome", "reason", "events"])
+        return (frame.groupby(["name", "outcome", frame["reason"].fillna("")], as_index=False)["events"].sum()
+                .replace({"reason": {"": None}}).sort_values("events", ascending=False, ignore_index=True))
     with warehouses.open(config.warehouse, location=config.bigquery_location) as wh:
-        return wh.run("sync_breakdown", {"run_id": run_id}).to_pandas()
+        return wh.run("sync_breakdown", {"run_id": result.run_id}).to_pandas()

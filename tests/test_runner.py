@@ -39,18 +39,28 @@ def outputs(nb) -> list[dict]:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
+def tables(nb) -> list[str]:
+    """The HTML tables a record shows, the settings it ran with aside."""
+    from ampkit.notebook import SETTINGS_MIME
+    return [o["data"]["text/html"] for o in outputs(nb)
+            if "<table" in o.get("data", {}).get("text/html", "") and SETTINGS_MIME not in o["data"]]
+
+
 def test_hourly_sync_run_leaves_a_record_with_table_and_charts(kernel_env, seeded):
     result = runner.run("hourly_sync", {}, config=kernel_env)
     assert result.status == "ok" and result.exit_code == 0
     nb = nbformat.read(result.notebook_path, as_version=4)
-    html_tables = [o["data"]["text/html"] for o in outputs(nb) if "text/html" in o.get("data", {}) and "<table" in o["data"]["text/html"]]
+    html_tables = tables(nb)
     assert any("extracted" in t and "accepted" in t and "codeintel_deny_list" in t for t in html_tables)
     figures = [o for o in outputs(nb) if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(figures) == 2
     bars = figures[0]["data"]["application/vnd.plotly.v1+json"]["data"]
     assert {"accepted", "filtered: backend"} <= {b["name"] for b in bars}
     assert nb.metadata["papermill"]["input_path"] == "notebooks/hourly_sync.ipynb"
-    assert "/tmp" not in json.dumps(nb.metadata)
+    # No path of the machine it ran on, beyond the settings it ran with (the test's warehouse is in /tmp).
+    meta = {**nb.metadata, "papermill": {k: v for k, v in nb.metadata["papermill"].items() if k != "parameters"}}
+    assert "/tmp" not in json.dumps(meta)
+    assert nb.metadata["papermill"]["parameters"]["ampkit_settings"]["warehouse"] == seeded
     with warehouses.open(seeded) as wh:
         last = state.runs(wh, 1)[0]
     assert last["status"] == "ok" and last["notebook_path"] == result.notebook_path
@@ -70,6 +80,23 @@ def test_report_renders_its_charts_in_headless_chromium(kernel_env, tmp_path):
     assert "Where every extracted event went" in dom
 
 
+def test_a_dry_run_record_shows_what_it_would_send_per_rule_per_event_and_as_payloads(kernel_env, seeded, sandbox):
+    result = runner.run("hourly_sync", {"dry_run": True}, config=kernel_env, report=False)
+    assert (result.status, result.exit_code) == ("dry_run", 0)
+    nb = nbformat.read(result.notebook_path, as_version=4)
+    shown = tables(nb)
+    assert any("codeintel_deny_list" in t and "no_id" in t for t in shown), "the per-rule table"
+    figure = next(o["data"]["application/vnd.plotly.v1+json"] for o in outputs(nb)
+                  if "application/vnd.plotly.v1+json" in o.get("data", {}))
+    assert "No events" not in json.dumps(figure["layout"].get("title", ""))
+    assert {"accepted", "filtered: backend", "rejected: no_id"} <= {b["name"] for b in figure["data"]}
+    payloads = [o["data"]["text/markdown"] for o in outputs(nb) if "text/markdown" in o.get("data", {})]
+    assert any('"event_type"' in p and '"insert_id"' in p for p in payloads), "sample payloads"
+    assert sandbox.control.stats()["requests"] == 0
+    with warehouses.open(seeded) as wh:
+        assert state.runs(wh, 1)[0]["status"] == "dry_run" and state.watermark(wh) is None
+
+
 def test_a_failed_run_fails_the_notebook_and_the_next_run_resends(kernel_env, seeded, sandbox):
     sandbox.control.inject("/batch", status=403, share=1.0)
     failed = runner.run("hourly_sync", {}, config=kernel_env)
@@ -79,7 +106,10 @@ def test_a_failed_run_fails_the_notebook_and_the_next_run_resends(kernel_env, se
     assert errors and errors[0]["ename"] == "FatalAmplitudeError"
     with warehouses.open(seeded) as wh:
         assert state.watermark(wh) is None
-        assert state.runs(wh, 1)[0]["status"] == "failed"
+        row = state.runs(wh, 1)[0]
+    # The ledger keeps what the failed run did: the window it was in and the rows it had extracted.
+    assert row["status"] == "failed" and row["window_start"] < row["window_end"]
+    assert row["extracted"] > 0 and row["accepted"] == 0 and "403" in row["error"]
     sandbox.control.clear_faults()
     again = runner.run("hourly_sync", {}, config=kernel_env)
     assert again.status == "ok" and again.notebook_path != failed.notebook_path
@@ -123,6 +153,9 @@ def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, mon
         sandbox.control.clear_faults()
     outputs_ = [p.communicate(timeout=300)[0] for p in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], [o[-2000:] for o in outputs_]
+    # Each says how its run really ended, not only that the notebook completed.
+    assert outputs_[0].splitlines()[-1].startswith("ok: hourly_sync")
+    assert (outputs_[1] or "".join(seen)).splitlines()[-1].startswith("skipped_locked: hourly_sync"), outputs_[1][-500:]
     with warehouses.open(seeded) as wh:
         statuses = sorted(r["status"] for r in state.runs(wh, 5))
     assert statuses == ["ok", "skipped_locked"]
@@ -172,8 +205,8 @@ def test_runs_overview_shows_the_ledger(kernel_env):
     result = runner.run("runs_overview", {"limit": 10}, config=kernel_env)
     assert result.status == "ok"
     nb = nbformat.read(result.notebook_path, as_version=4)
-    tables = [o["data"]["text/html"] for o in outputs(nb) if "<table" in o.get("data", {}).get("text/html", "")]
-    assert tables and "hourly_sync" in tables[0] and "ok" in tables[0]
+    shown = tables(nb)
+    assert shown and "hourly_sync" in shown[0] and "ok" in shown[0]
 
 
 def test_no_secret_in_any_record_report_or_log(kernel_env, sandbox, tmp_path, capfd):
@@ -188,3 +221,57 @@ def test_no_secret_in_any_record_report_or_log(kernel_env, sandbox, tmp_path, ca
     assert len(texts) > 4
     for text in texts:
         assert API_KEY not in text and SECRET_KEY not in text
+
+
+# Each notebook run takes every setting from a different layer, with a decoy one layer below that
+# must lose (a decoy warehouse or data map that does not exist fails the run if it is used):
+# a parameter beats the CLI, the CLI beats the environment, the environment beats ampkit.toml.
+WAYS = ("parameter", "cli", "env", "toml")
+LAYERS_BELOW = {"parameter": ("cli", "env", "toml"), "cli": ("env", "toml"), "env": ("toml",), "toml": ()}
+NOTEBOOK_SETTINGS = {"hourly_sync": "lookback_hours", "reconciliation": "time_zone", "onboarding": "time_zone",
+                     "runs_overview": None}
+
+
+@pytest.mark.parametrize("rotation", range(4))
+def test_every_notebook_runs_with_the_settings_it_was_given_whichever_way(rotation, seeded, sandbox, tmp_path):
+    from ampkit import datamap
+    name = list(NOTEBOOK_SETTINGS)[rotation]
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(datamap.default_path(), tmp_path / "map.yaml")
+    real = {"now": NOW.isoformat(), "warehouse": seeded, "data_map": str(tmp_path / "map.yaml")}
+    decoy = {"now": "2021-01-01T00:00:00+00:00", "warehouse": f"duckdb:///{tmp_path}/decoy.duckdb",
+             "data_map": str(tmp_path / "no-such-map.yaml")}
+    own = NOTEBOOK_SETTINGS[name]
+    if own == "lookback_hours":
+        real[own], decoy[own] = 9, 2
+    elif own == "time_zone":
+        real[own], decoy[own] = "Asia/Kolkata", "Asia/Tokyo"
+    layers: dict[str, dict] = {way: {} for way in WAYS}
+    for k, setting in enumerate(real):
+        ways = [w for w in WAYS if (w != "parameter" or setting in ("now", own)) and (w != "cli" or setting in ("now", "warehouse", "data_map"))]
+        way = ways[(rotation + k) % len(ways)]
+        layers[way][setting] = real[setting]
+        for below in LAYERS_BELOW[way]:
+            if below != "cli" or setting in ("now", "warehouse", "data_map"):
+                layers[below][setting] = decoy[setting]
+    (work / "ampkit.toml").write_text("[ampkit]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in layers["toml"].items()))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AMPKIT_")},
+           "AMPKIT_AMPLITUDE_URL": sandbox.url, "AMPKIT_SETTLE_SECONDS": "0",
+           **{f"AMPKIT_{k.upper()}": str(v) for k, v in layers["env"].items()}}
+    command = [sys.executable, "-m", "ampkit", *[a for k, v in layers["cli"].items() for a in (f"--{k.replace('_', '-')}", str(v))],
+               "run-notebook", name, "--no-report", *[a for k, v in layers["parameter"].items() for a in ("-p", k, json.dumps(v))]]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("ok:"), (layers, done.stdout[-1500:], done.stderr[-3000:])
+    record = done.stdout.split("record ", 1)[1].split(";")[0].strip()
+    nb = nbformat.read(work / record, as_version=4)
+    from ampkit.notebook import SETTINGS_MIME
+    used = next(o["data"][SETTINGS_MIME] for o in outputs(nb) if SETTINGS_MIME in o.get("data", {}))
+    for setting, value in real.items():
+        got = used[setting]
+        assert (configuration.parse_time(got) == configuration.parse_time(value)) if setting == "now" else got == value, \
+            (setting, got, value, layers)
+    assert not (tmp_path / "decoy.duckdb").exists()
+    if name == "hourly_sync":
+        with warehouses.open(seeded) as wh:
+            assert state.runs(wh, 1)[0]["notebook_path"] == record

@@ -263,6 +263,12 @@ def test_dry_run_sends_nothing_and_moves_nothing(seeded, make_config, sandbox):
     assert sandbox.control.stats()["requests"] == 0
     with warehouses.open(seeded) as wh:
         assert state.watermark(wh) is None
+    # Per event, as the record's chart shows it: the same totals, rejects by the transform included.
+    events = sync.breakdown(cfg, result)
+    assert events["events"].sum() == result.extracted
+    per = events.groupby("outcome")["events"].sum()
+    assert per["accepted"] == result.accepted and per["rejected"] == sum(result.rejected.values())
+    assert per.get("filtered", 0) + per.get("held", 0) == sum(result.filtered.values())
 
 
 def test_backfill_by_event_time_in_windows_sized_by_rows(seeded, make_config):

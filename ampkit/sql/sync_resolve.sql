@@ -1,5 +1,5 @@
--- Decide every row of a run's slice, once, and count the outcomes (the accounting identity): what a
--- dry run reports. The data map's decision first; rows before the Amplitude start date are filtered
+-- Decide every row of a run's slice, once, and count the outcomes per event (the accounting identity):
+-- what a dry run reports. The data map's decision first; rows before the Amplitude start date are filtered
 -- whatever the map says; a rejected row (its reason in the @reject_* parameters, or in ampkit_rejects
 -- when there were too many) is rejected. Read-only: sync_finalize.sql records the same decisions
 -- (the same expressions; tests/test_warehouse.py checks the CASEs are identical).
@@ -14,6 +14,7 @@ WITH rejected AS (
 ),
 resolved AS (
   SELECT
+    p.name,
     CASE WHEN dl.reason IS NOT NULL THEN 'rejected'
          WHEN p.event_time < @start_time THEN 'filtered'
          WHEN r.action = 'send' THEN 'accepted'
@@ -32,6 +33,6 @@ resolved AS (
     ON dl.id = p.id
   WHERE p.run_id = @run_id
 )
-SELECT outcome, rule AS reason, COUNT(*) AS row_count
+SELECT name, outcome, rule AS reason, COUNT(*) AS row_count
 FROM resolved
-GROUP BY outcome, rule
+GROUP BY name, outcome, rule
