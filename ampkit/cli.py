@@ -11,7 +11,7 @@ import click
 
 from ampkit import config as configuration
 from ampkit import warehouse as warehouses
-from ampkit.errors import AmpkitError
+from ampkit.errors import AmpkitError, RunnerError
 from ampkit.log import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -343,18 +343,29 @@ def reconcile(obj, start, end, time_zone, tolerance, floor, as_json, html_path, 
     first, last = reconciling.date_range(config, start, end)
     result = reconciling.run(config, first, last, tolerance=reconciling.Tolerance(floor=floor, pct=tolerance))
     if html_path:
-        from ampkit import runner
-        report = runner.run("reconciliation", {"start": first.isoformat(), "end": last.isoformat(),
-                                               "time_zone": config.time_zone, "tolerance": tolerance}, config=config)
-        import shutil
-        if report.report_path:
-            shutil.copyfile(report.report_path, html_path)
+        _reconciliation_report(config, result, html_path)
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     else:
         click.echo(render_reconciliation(result))
     if result.status == "fail":
         sys.exit(1)
+
+
+def _reconciliation_report(config, result, html_path: str) -> None:
+    """The reconciliation notebook rendering `result` as computed here (not a second reconciliation)."""
+    import shutil
+    import tempfile
+
+    from ampkit import reconcile as reconciling, runner
+    with tempfile.TemporaryDirectory(prefix="ampkit-reconcile-") as tmp:
+        saved = f"{tmp}/result.json"
+        reconciling.save(result, saved)
+        report = runner.run("reconciliation", {"start": result.start.isoformat(), "end": result.end.isoformat(),
+                                               "result_file": saved}, config=config)
+    if report.status != "ok" or not report.report_path:
+        raise RunnerError(f"the reconciliation report could not be written ({report.status}); record {report.notebook_path or '-'}")
+    shutil.copyfile(report.report_path, html_path)
 
 
 def render_reconciliation(result) -> str:

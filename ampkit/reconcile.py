@@ -19,8 +19,10 @@ import collections
 import dataclasses
 import datetime as dt
 import decimal
+import json
 import logging
 import uuid
+from pathlib import Path
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
@@ -152,6 +154,17 @@ class Reconciliation:
             rows.append(d)
         recent = [{**h, "hour": h["hour"].isoformat()} for h in self.recent_hours]
         return {"summary": self.summary(), "rows": rows, "recent_hours": recent}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Reconciliation":
+        """The inverse of `to_dict` (a result computed once, rendered elsewhere)."""
+        names = {f.name for f in dataclasses.fields(Row)}
+        rows = [Row(**{**{k: v for k, v in r.items() if k in names}, "day": dt.date.fromisoformat(r["day"])})
+                for r in data["rows"]]
+        s = data["summary"]
+        recent = [{**h, "hour": dt.datetime.fromisoformat(h["hour"])} for h in data.get("recent_hours", [])]
+        return cls(dt.date.fromisoformat(s["start"]), dt.date.fromisoformat(s["end"]), s["time_zone"], rows,
+                   [Anomaly(**a) for a in s["anomalies"]], s["data_map_version"], list(s.get("checks", [])), recent)
 
     def frame(self):
         """The rows as a DataFrame, problems first (for the notebook)."""
@@ -410,6 +423,20 @@ def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = 
             amp.close()
     return compare(looker, staged, outcomes, amplitude, hourly, start=start, end=end, time_zone=config.time_zone,
                    now=now, data_map=data_map, tolerance=tolerance, map_versions=versions, segmentation=segmentation)
+
+
+def save(result: Reconciliation, path: str | Path) -> None:
+    """Write a result as JSON, for a report to render without computing it again (I/O)."""
+    Path(path).write_text(json.dumps(result.to_dict(), default=str), encoding="utf-8")
+
+
+def run_or_load(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = Tolerance(),
+                saved: str = "") -> Reconciliation:
+    """The result saved at `saved` by the command that computed it (`ampkit reconcile --html`),
+    else a new reconciliation (I/O)."""
+    if saved:
+        return Reconciliation.from_dict(json.loads(Path(saved).read_text(encoding="utf-8")))
+    return run(config, start, end, tolerance=tolerance)
 
 
 def _rows(table: pa.Table) -> list[dict]:

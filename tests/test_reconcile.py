@@ -148,6 +148,31 @@ def test_cli_json_and_exit_code(synced, sandbox, monkeypatch):
     assert bad.returncode == 1 and json.loads(bad.stdout)["summary"]["status"] == "fail"
 
 
+def test_the_html_report_is_the_result_printed_computed_once(synced, sandbox, monkeypatch, tmp_path):
+    env = {"AMPKIT_WAREHOUSE": synced.warehouse, "AMPKIT_NOW": NOW.isoformat(), "AMPKIT_EXPORT_LAG_SECONDS": "0"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    # Missing events that the default floor (3 a row) fails and --floor 40 lets pass: the report
+    # must say what the command said, and reach Amplitude where --amplitude-url points.
+    sandbox.control.delete_events(event_type="ViewBlob")
+    args = [sys.executable, "-m", "ampkit", "-q", "reconcile", "--start", str(START), "--end", str(END), "--json",
+            "--amplitude-url", sandbox.url, "--floor", "40"]
+
+    def exports() -> int:
+        return len(sandbox.control.requests(path="/api/2/export"))
+    plain = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    once = exports()
+    html = tmp_path / "report.html"
+    with_html = subprocess.run([*args, "--html", str(html)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert plain.returncode == with_html.returncode == 0, with_html.stderr[-2000:]
+    assert exports() == 2 * once, "the report pulled Amplitude's export again"
+    body = json.loads(with_html.stdout)["summary"]
+    assert body == json.loads(plain.stdout)["summary"] and body["status"] == "ok" and body["unexplained_total"] > 3
+    text = html.read_text()
+    assert f"{body['status'].upper()}: {START} .. {END} (UTC); unexplained {body['unexplained_total']:,}; " \
+           f"anomalies {len(body['anomalies'])}" in text
+
+
 def test_compare_is_pure_and_balances():
     from ampkit import datamap
     m = datamap.load()
