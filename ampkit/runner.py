@@ -28,7 +28,9 @@ from ampkit.errors import RunnerError, SecretError
 
 logger = logging.getLogger(__name__)
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+# Inside the package (package data), so a pip-installed ampkit runs them; `notebooks/` in a
+# checkout is a link to the same folder.
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +46,7 @@ class RunnerResult:
 
 
 def notebook_file(name: str) -> Path:
-    """The source notebook for `name` (e.g. hourly_sync -> notebooks/hourly_sync.ipynb)."""
+    """The source notebook for `name` (e.g. hourly_sync -> ampkit/notebooks/hourly_sync.ipynb)."""
     path = Path(name)
     if path.suffix != ".ipynb":
         path = NOTEBOOKS / f"{name}.ipynb"

@@ -275,3 +275,108 @@ def test_every_notebook_runs_with_the_settings_it_was_given_whichever_way(rotati
     if name == "hourly_sync":
         with warehouses.open(seeded) as wh:
             assert state.runs(wh, 1)[0]["notebook_path"] == record
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """ampkit built as a wheel and installed into a virtualenv outside the checkout. Its dependencies
+    are this environment's, put on the new one's path: what is tested is the wheel's own files."""
+    import sysconfig
+    base = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(REPO)],
+                   check=True, timeout=600, cwd=base)
+    wheel = next((base / "dist").glob("ampkit-*.whl"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "ampkit_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-q",
+                    str(wheel)], check=True, timeout=300, cwd=base)
+    return venv
+
+
+def test_a_wheel_installed_outside_the_checkout_runs_the_scheduled_hourly_sync(installed, seeded, sandbox, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    found = subprocess.run([str(installed / "bin" / "python"), "-c",
+                            "import ampkit, ampkit.runner as r, ampkit.datamap as d; "
+                            "print(ampkit.__file__, r.notebook_file('hourly_sync'), d.default_path())"],
+                           cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert all(p.startswith(str(installed)) for p in found.stdout.split()), found.stdout
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AMPKIT_") and k != "VIRTUAL_ENV"},
+           "PATH": f"{installed / 'bin'}:/usr/bin:/bin", "AMPKIT_WAREHOUSE": seeded, "AMPKIT_AMPLITUDE_URL": sandbox.url,
+           "AMPKIT_SETTLE_SECONDS": "0", "AMPKIT_NOW": NOW.isoformat()}
+    # The scheduled script, from wherever it was copied, runs the ampkit it finds on PATH: the wheel's.
+    script = shutil.copy(REPO / "scheduled" / "hourly_sync.sh", tmp_path / "hourly_sync.sh")
+    done = subprocess.run([script, "--no-report"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("ok: hourly_sync"), (done.stdout[-1000:], done.stderr[-3000:])
+    with warehouses.open(seeded) as wh:
+        last = state.runs(wh, 1)[0]
+    assert last["status"] == "ok" and (elsewhere / last["notebook_path"]).exists()
+    # Without ampkit anywhere, it says so.
+    bare = subprocess.run([script], cwd=elsewhere, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert bare.returncode == 127 and "ampkit is not installed" in bare.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_systemd_units_verify(tmp_path):
+    # The unit as installed: its ExecStart pointing at the script (systemd checks it exists and runs).
+    unit = (REPO / "scheduled" / "ampkit-hourly-sync.service").read_text()
+    (tmp_path / "ampkit-hourly-sync.service").write_text(
+        unit.replace("/opt/ampkit/scheduled/hourly_sync.sh", str(REPO / "scheduled" / "hourly_sync.sh")))
+    shutil.copy(REPO / "scheduled" / "ampkit-hourly-sync.timer", tmp_path)
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", "./ampkit-hourly-sync.timer", "./ampkit-hourly-sync.service"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def _object(properties: dict, required: tuple = ()) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+
+
+_STRING, _INT = {"type": "string"}, {"type": "integer", "minimum": 0}
+_QUANTITIES = {"type": "object", "additionalProperties": {"type": ["string", "integer"]}}
+# The fields of batch/v1 CronJob the manifest uses, with their types and allowed values as the
+# Kubernetes API reference gives them; any other field (a typo, a field at the wrong level) fails.
+_ENV = _object({"name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}, "value": _STRING,
+                "valueFrom": _object({"secretKeyRef": _object({"name": _STRING, "key": _STRING,
+                                                                "optional": {"type": "boolean"}}, ("key",))})},
+               ("name",))
+_CONTAINER = _object({"name": _STRING, "image": _STRING, "workingDir": _STRING,
+                      "command": {"type": "array", "items": _STRING}, "args": {"type": "array", "items": _STRING},
+                      "env": {"type": "array", "items": _ENV},
+                      "resources": _object({"requests": _QUANTITIES, "limits": _QUANTITIES})},
+                     ("name", "image"))
+_POD_SPEC = _object({"restartPolicy": {"enum": ["Never", "OnFailure"]}, "serviceAccountName": _STRING,
+                     "containers": {"type": "array", "minItems": 1, "items": _CONTAINER}}, ("containers",))
+_JOB_SPEC = _object({"backoffLimit": _INT, "activeDeadlineSeconds": _INT, "ttlSecondsAfterFinished": _INT,
+                     "template": _object({"spec": _POD_SPEC}, ("spec",))}, ("template",))
+_CRONJOB_SPEC = _object({"schedule": {"type": "string", "pattern": r"^(\S+\s+){4}\S+$"}, "timeZone": _STRING,
+                         "concurrencyPolicy": {"enum": ["Allow", "Forbid", "Replace"]},
+                         "startingDeadlineSeconds": _INT, "successfulJobsHistoryLimit": _INT,
+                         "failedJobsHistoryLimit": _INT, "suspend": {"type": "boolean"},
+                         "jobTemplate": _object({"spec": _JOB_SPEC}, ("spec",))}, ("schedule", "jobTemplate"))
+CRONJOB_SCHEMA = _object({"apiVersion": {"const": "batch/v1"}, "kind": {"const": "CronJob"},
+                          "metadata": _object({"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                                               "namespace": _STRING, "labels": {"type": "object"}}, ("name",)),
+                          "spec": _CRONJOB_SPEC}, ("apiVersion", "kind", "metadata", "spec"))
+
+
+def test_the_kubernetes_cronjob_is_a_valid_cronjob_that_runs_the_installed_ampkit():
+    import jsonschema
+    import yaml
+    manifest = yaml.safe_load((REPO / "scheduled" / "kubernetes-cronjob.yaml").read_text())
+    jsonschema.validate(manifest, CRONJOB_SCHEMA)
+    container = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:3] == ["ampkit", "run-notebook", "hourly_sync"]  # not a path into a checkout
+    secrets = {e["name"] for e in container["env"] if "valueFrom" in e}
+    assert {"AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY"} <= secrets, "secrets come from a Secret, never a value"
+    # The schema is not a rubber stamp: a field at the wrong level fails it.
+    broken = json.loads(json.dumps(manifest))
+    broken["spec"]["restartPolicy"] = "Never"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, CRONJOB_SCHEMA)
