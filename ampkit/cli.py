@@ -322,7 +322,8 @@ def demo(obj):
     click.echo("HTML reports (open in a browser, work offline):")
     for path in result.reports:
         click.echo(f"  {path}")
-    click.echo("explore: ./run lab   ·   history: .venv/bin/ampkit runs   ·   where things live: .venv/bin/ampkit status")
+    click.echo("keep going here (ampkit.toml holds the demo's settings): .venv/bin/ampkit runs · .venv/bin/ampkit status · "
+               ".venv/bin/ampkit sync --dry-run · .venv/bin/ampkit sandbox (in another terminal), then .venv/bin/ampkit reconcile · ./run lab")
 
 
 @cli.command()

@@ -23,6 +23,8 @@ INGEST_URLS = {"US": "https://api2.amplitude.com", "EU": "https://api.eu.amplitu
 DASHBOARD_URLS = {"US": "https://amplitude.com", "EU": "https://analytics.eu.amplitude.com"}
 
 SECRET_NAMES = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY")
+# Settings that name a file holding a key: paths, allowed where keys are not.
+KEY_FILE_SETTINGS = ("amplitude_api_key_file", "amplitude_secret_key_file")
 # Names that look like they carry a secret; refused as parameters and as ampkit.toml keys.
 SECRET_PATTERN = re.compile(r"(api[-_]?key|secret|passw(or)?d|token|credential|private[-_]?key|auth)", re.IGNORECASE)
 
@@ -67,6 +69,10 @@ class Config:
     slice_rows: int = 0              # rows a run snapshots, sends and records at once; 0 = the warehouse's own
     runs_dir: str = "runs"
     reports_dir: str = "reports"
+    # Paths of files holding the keys (not the keys): what $AMPLITUDE_API_KEY_FILE says, kept in
+    # ampkit.toml by the demo so later commands in its folder find the sandbox's keys.
+    amplitude_api_key_file: str = ""
+    amplitude_secret_key_file: str = ""
     api_key: str = dataclasses.field(default="", repr=False)
     secret_key: str = dataclasses.field(default="", repr=False)
 
@@ -156,8 +162,8 @@ def load(overrides: Mapping[str, Any] | None = None, *, env: Mapping[str, str] |
         values[name] = _coerce(name, value, "override")
     if isinstance(values.get("amplitude_region"), str):
         values["amplitude_region"] = values["amplitude_region"].upper()  # `eu` means EU
-    values["api_key"] = _secret("AMPLITUDE_API_KEY", env)
-    values["secret_key"] = _secret("AMPLITUDE_SECRET_KEY", env)
+    values["api_key"] = secret("AMPLITUDE_API_KEY", env, values.get("amplitude_api_key_file", ""))
+    values["secret_key"] = secret("AMPLITUDE_SECRET_KEY", env, values.get("amplitude_secret_key_file", ""))
     config = Config(**values)
     _validate(config)
     return config
@@ -176,23 +182,26 @@ def _from_file(path: str | os.PathLike, explicit: bool) -> dict[str, Any]:
     section = data.get("ampkit", data)
     out = {}
     for name, value in section.items():
-        if SECRET_PATTERN.search(name):
-            raise SecretError(f"{p}: '{name}' looks like a secret; secrets come only from the environment")
+        if SECRET_PATTERN.search(name) and name not in KEY_FILE_SETTINGS:
+            raise SecretError(f"{p}: '{name}' looks like a secret; secrets come only from the environment "
+                              f"or from files named by {' / '.join(KEY_FILE_SETTINGS)}")
         if name not in FIELDS:
             raise ConfigError(f"{p}: unknown key '{name}'; known: {', '.join(SETTINGS)}")
         out[name] = _coerce(name, value, str(p))
     return out
 
 
-def _secret(name: str, env: Mapping[str, str]) -> str:
+def secret(name: str, env: Mapping[str, str], path: str = "") -> str:
+    """A key from $NAME, else the file $NAME_FILE names, else the file `path` names ("" if none)."""
     if env.get(name):
         return env[name].strip()
     file_var = name + "_FILE"
-    if env.get(file_var):
+    source, path = (f"${file_var}", env[file_var]) if env.get(file_var) else (f"setting {name.lower()}_file", path)
+    if path:
         try:
-            return Path(env[file_var]).read_text(encoding="utf-8").strip()
+            return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"${file_var} names a file that cannot be read: {exc.strerror}") from None
+            raise ConfigError(f"{source} names a file that cannot be read: {exc.strerror}") from None
     return ""
 
 

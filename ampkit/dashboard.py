@@ -46,6 +46,12 @@ class Dashboard:
         for attempt in range(MAX_ATTEMPTS):
             try:
                 response = self.session.get(url, params=params, timeout=self.config.request_timeout_seconds * 4)
+            except requests.ConnectionError as exc:
+                if _on_this_machine(self.base):
+                    # Nothing listens on this machine's port: no retry makes it answer.
+                    raise AmplitudeError(f"nothing answers at {self.base} (reading {path}): is the sandbox running? "
+                                         "`ampkit sandbox` serves it (in the demo's folder, on the demo's port)") from exc
+                error = f"{type(exc).__name__} reading {path}"
             except requests.RequestException as exc:
                 error = f"{type(exc).__name__} reading {path}"
             else:
@@ -107,3 +113,11 @@ class Dashboard:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _on_this_machine(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    from ampkit.sandbox.config import is_loopback
+    host = urlsplit(url).hostname
+    return bool(host) and is_loopback(host)

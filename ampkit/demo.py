@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import secrets
@@ -23,6 +24,9 @@ DEMO_DAYS = 14
 DEMO_EVENTS_PER_DAY = 20_000
 HOURLY_RUNS = 3
 STATE_DIR = Path(".ampkit")
+# The demo's sandbox answers here, so the URL it leaves in ampkit.toml works again with `ampkit sandbox`.
+SANDBOX_PORT = 8377
+CONFIG_MARK = "# Written by `ampkit demo`"
 SECRET_FILES = {"AMPLITUDE_API_KEY": STATE_DIR / "secrets" / "sandbox_api_key",
                 "AMPLITUDE_SECRET_KEY": STATE_DIR / "secrets" / "sandbox_secret_key"}
 
@@ -58,6 +62,41 @@ def demo_config(overrides: dict | None = None) -> configuration.Config:
     values = {"now": os.environ.get("AMPKIT_NOW") or DEMO_NOW, "export_lag_seconds": os.environ.get("AMPKIT_EXPORT_LAG_SECONDS") or 0}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return configuration.load(values)
+
+
+def sandbox_port(config: configuration.Config) -> int:
+    """The port of the demo's sandbox: the one ampkit.toml names, else SANDBOX_PORT, else (when that
+    one is taken) any free port (I/O: tries to bind)."""
+    import socket
+    from urllib.parse import urlsplit
+    wanted = urlsplit(config.amplitude_url).port if config.amplitude_url else None
+    for port in (wanted or SANDBOX_PORT, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                logger.warning("port %d is taken; the demo's sandbox takes another", port)
+                continue
+            return probe.getsockname()[1]
+    raise RuntimeError("no free port on 127.0.0.1")  # pragma: no cover - bind to 0 does not fail
+
+
+def write_settings(config: configuration.Config, url: str, path: Path = Path(configuration.CONFIG_FILE)) -> bool:
+    """Leave the demo's settings in ./ampkit.toml, so every later command in this folder continues
+    where the demo left off; never over a file the demo did not write. Returns whether it wrote (I/O)."""
+    if path.exists() and not path.read_text(encoding="utf-8").startswith(CONFIG_MARK):
+        logger.warning("%s is yours: the demo leaves it as it is", path)
+        return False
+    values = {"warehouse": config.warehouse, "now": config.clock().isoformat(), "amplitude_url": url,
+              "export_lag_seconds": config.export_lag_seconds, "time_zone": config.time_zone}
+    for setting, (name, file) in zip(configuration.KEY_FILE_SETTINGS, SECRET_FILES.items()):
+        if not os.environ.get(name) and os.environ.get(name + "_FILE") == str(file.resolve()):
+            values[setting] = str(file)  # relative: the folder's own key files
+    lines = [CONFIG_MARK + ": the demo's settings, so ampkit commands in this folder continue where it",
+             "# left off. `ampkit sandbox` serves its Amplitude sandbox again. Delete this file to start afresh.",
+             "[ampkit]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return True
 
 
 def prepare(config: configuration.Config) -> tuple[int, int]:
@@ -97,9 +136,12 @@ def run(overrides: dict | None = None, echo=print) -> DemoResult:
     sandbox_db = str(STATE_DIR / "sandbox.duckdb")
     keys = configuration.load({})
     records, reports, outcomes = [], [], []
+    port = sandbox_port(base)
     with spawn(SandboxConfig(db_path=sandbox_db, api_keys=[(keys.api_key, keys.secret_key)], export_lag_seconds=0,
-                             time_zone=base.time_zone)) as sandbox:
+                             time_zone=base.time_zone, port=port)) as sandbox:
         echo(f"Amplitude sandbox at {sandbox.url} (events kept in {sandbox_db})")
+        if write_settings(base, sandbox.url):
+            echo(f"settings in {configuration.CONFIG_FILE}: later ampkit commands here use the demo's warehouse, clock and sandbox")
         os.environ["AMPKIT_AMPLITUDE_URL"] = sandbox.url
         os.environ["AMPKIT_WAREHOUSE"] = base.warehouse
         os.environ.setdefault("AMPKIT_EXPORT_LAG_SECONDS", "0")
@@ -140,15 +182,25 @@ def raise_failed(result) -> None:
 def lab(args: list[str]) -> int:
     """JupyterLab on the notebooks with the demo's warehouse, clock and a running sandbox (I/O)."""
     import subprocess
-    import sys
     from ampkit.sandbox import SandboxConfig, spawn
 
     ensure_secrets()
     base = demo_config()
     keys = configuration.load({})
     with spawn(SandboxConfig(db_path=str(STATE_DIR / "sandbox.duckdb"), api_keys=[(keys.api_key, keys.secret_key)],
-                             export_lag_seconds=0, time_zone=base.time_zone)) as sandbox:
+                             export_lag_seconds=0, time_zone=base.time_zone, port=sandbox_port(base))) as sandbox:
         env = {**os.environ, "AMPKIT_AMPLITUDE_URL": sandbox.url, "AMPKIT_WAREHOUSE": base.warehouse,
                "AMPKIT_NOW": base.clock().isoformat(), "AMPKIT_EXPORT_LAG_SECONDS": "0"}
         print(f"Amplitude sandbox at {sandbox.url}; warehouse {base.warehouse}; clock {base.clock().isoformat()}")
-        return subprocess.call([sys.executable, "-m", "jupyterlab", "--notebook-dir=notebooks", *args], env=env)
+        return subprocess.call(lab_command(args), env=env)
+
+
+def lab_command(args: list[str], euid: int | None = None) -> list[str]:
+    """JupyterLab's command line; as root (a container's usual user) with --allow-root, said aloud,
+    since Jupyter refuses root without it and exits at once (pure but for the line it prints)."""
+    import sys
+    command = [sys.executable, "-m", "jupyterlab", "--notebook-dir=notebooks", *args]
+    if (os.geteuid() if euid is None else euid) == 0 and "--allow-root" not in args:
+        print("running as root: JupyterLab started with --allow-root (it refuses root otherwise)")
+        command.append("--allow-root")
+    return command

@@ -30,6 +30,23 @@ def test_secrets_come_from_env_or_file(tmp_path, monkeypatch):
     assert c.redact(f"boom {API_KEY} {SECRET_KEY}") == "boom *** ***"
 
 
+def test_key_files_may_be_named_in_ampkit_toml_and_the_environment_still_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("AMPLITUDE_API_KEY")
+    monkeypatch.delenv("AMPLITUDE_SECRET_KEY")
+    (tmp_path / "k").write_text("from-file-key\n")
+    (tmp_path / "s").write_text("from-file-secret\n")
+    (tmp_path / "ampkit.toml").write_text('amplitude_api_key_file = "k"\namplitude_secret_key_file = "s"\n')
+    c = configuration.load()
+    assert (c.api_key, c.secret_key) == ("from-file-key", "from-file-secret")
+    assert c.settings()["amplitude_api_key_file"] == "k" and "from-file" not in str(c.settings())
+    monkeypatch.setenv("AMPLITUDE_API_KEY", API_KEY)
+    assert configuration.load().api_key == API_KEY
+    (tmp_path / "ampkit.toml").write_text('amplitude_api_key_file = "missing"\n')
+    monkeypatch.delenv("AMPLITUDE_API_KEY")
+    with pytest.raises(ConfigError, match="amplitude_api_key_file names a file that cannot be read"):
+        configuration.load()
+
+
 @pytest.mark.parametrize("overrides", [{"api_key": "x"}, {"amplitude_secret": "x"}, {"token": "x"}])
 def test_secrets_refused_as_parameters(overrides):
     with pytest.raises(SecretError, match="looks like a secret|environment"):

@@ -39,15 +39,17 @@ DEFAULT_DB_PATH = ".ampkit/sandbox.duckdb"
 def command(memory: bool, log_level: str, **options: Any) -> None:
     """Run the local Amplitude-compatible sandbox (ingestion, export, dashboard, control API).
 
-    Keys come from AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY (the same variables the sync
-    reads); other settings from the options below or AMPKIT_SANDBOX_* variables. Prints the
-    base URL on stdout, then serves until SIGINT or SIGTERM.
+    Keys come from AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY or their *_FILE paths (as the sync
+    reads them); other settings from the options below or AMPKIT_SANDBOX_* variables. In a folder
+    whose ampkit.toml points the sync at a sandbox on this machine (the demo's), that file gives the
+    port, keys, time zone and export lag not given otherwise, so the sync finds the sandbox there.
+    Prints the base URL on stdout, then serves until SIGINT or SIGTERM.
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
-        config = SandboxConfig.from_env(**overrides)
+        config = _in_this_folder(SandboxConfig.from_env(**overrides), overrides)
         if memory:
             config = config.replace(db_path=None)
         elif config.db_path is None:
@@ -80,3 +82,30 @@ def command(memory: bool, log_level: str, **options: Any) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         logging.getLogger(__name__).info("sandbox stopped url=%s", sandbox.url)
+
+
+def _in_this_folder(config: SandboxConfig, options: dict[str, Any]) -> SandboxConfig:
+    """`config` completed from this folder's ampkit configuration where it points at a sandbox on
+    this machine: what the option or AMPKIT_SANDBOX_* variable does not say, it does."""
+    import os
+    from urllib.parse import urlsplit
+
+    from ampkit import config as configuration
+    from ampkit.sandbox.config import ENV_PREFIX, is_loopback
+    ampkit = configuration.load()
+    url = urlsplit(ampkit.amplitude_url) if ampkit.amplitude_url else None
+    if url is None or not url.hostname or not is_loopback(url.hostname):
+        return config
+
+    def unset(name: str) -> bool:
+        return name not in options and not os.environ.get(ENV_PREFIX + name.upper())
+    changes: dict[str, Any] = {}
+    if unset("port") and url.port:
+        changes["port"] = url.port
+    if unset("time_zone"):
+        changes["time_zone"] = ampkit.time_zone
+    if unset("export_lag_seconds"):
+        changes["export_lag_seconds"] = ampkit.export_lag_seconds
+    if not config.projects and ampkit.api_key:
+        changes["api_keys"] = [(ampkit.api_key, ampkit.secret_key or None)]
+    return config.replace(**changes) if changes else config

@@ -168,10 +168,12 @@ def _projects(value: Any) -> tuple[Project, ...]:
 
 
 def _projects_from_env(env: Mapping[str, str]) -> tuple[Project, ...]:
+    from ampkit.config import secret
     projects: list[Any] = []
-    api_key = env.get(API_KEY_ENV)
+    # The same variables, and *_FILE paths, the sync reads its keys from.
+    api_key = secret(API_KEY_ENV, env)
     if api_key:
-        projects.append((api_key, env.get(SECRET_KEY_ENV) or None))
+        projects.append((api_key, secret(SECRET_KEY_ENV, env) or None))
     raw = env.get(PROJECTS_ENV)
     if raw:
         try:
