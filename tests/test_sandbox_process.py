@@ -173,3 +173,13 @@ def test_config_from_env_reads_keys_and_ampkit_sandbox_variables():
         SandboxConfig(api_keys=[(API_KEY, SECRET)], time_zone="Mars/Olympus")
     with pytest.raises(ConfigError, match="positive"):
         SandboxConfig(api_keys=[(API_KEY, SECRET)], batch_eps=0)
+
+
+def test_the_sandbox_takes_its_keys_from_key_files_as_the_sync_does(tmp_path):
+    from ampkit.sandbox.config import SandboxConfig
+    (tmp_path / "k").write_text("sandbox-file-key-0123456789\n")
+    (tmp_path / "s").write_text("sandbox-file-secret-0123456789\n")
+    config = SandboxConfig.from_env({"AMPLITUDE_API_KEY_FILE": str(tmp_path / "k"),
+                                     "AMPLITUDE_SECRET_KEY_FILE": str(tmp_path / "s")})
+    assert [(p.api_key, p.secret_key) for p in config.projects] == [("sandbox-file-key-0123456789",
+                                                                    "sandbox-file-secret-0123456789")]
