@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -163,18 +164,42 @@ def _execute(command: list[str], timeout_seconds: int, log_path: str | None) -> 
 
 
 def _wait(process: subprocess.Popen, timeout_seconds: int) -> tuple[str, int]:
+    # A scheduler stopping this job (SIGTERM: cron's kill, Kubernetes' deadline) or anything that
+    # interrupts the wait must take papermill's session, kernel included, down with it.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         code = process.wait(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _end_session(process)
         logger.error("notebook run timed out after %ds", timeout_seconds)
         return "timeout", 124
+    except BaseException:
+        _end_session(process)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return ("ok" if code == 0 else "failed"), code
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _end_session(process: subprocess.Popen) -> None:
+    """SIGTERM to the run's session, SIGKILL if it is still there 10 s later."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def reported_status(nb) -> str | None:

@@ -356,6 +356,7 @@ class Job:
         self.affected: int | None = None
         self.polled = False
         self.statements = 0
+        self.executed = 0  # statements of its script run so far (tests wait on it, not on the clock)
         self.bytes_processed = 0
         self.bytes_billed = 0
 
@@ -593,6 +594,7 @@ class BigQueryStandin:
             kinds = [statement_type(tree) for tree, _, _ in statements]
             job.statements = len(statements)
             for position, ((tree, sql, used), kind) in enumerate(zip(statements, kinds)):
+                job.executed = position
                 if position:
                     self._pause()
                 params = {name: values[name] for name in used}
@@ -628,6 +630,7 @@ class BigQueryStandin:
                 rows = self._mutate(cursor, sql, params, default.get("datasetId"), target, transaction)
                 job.fields, job.result = None, None
                 job.affected = int(rows[0][0]) if kind in ("INSERT", "DELETE", "UPDATE", "MERGE") and rows else None
+            job.executed = len(statements)
             if transaction is not None:
                 raise BigQueryError("invalidQuery", "Transaction started in a script must be committed or rolled back "
                                     "before the script ends", "query")

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+import children
+
 from ampkit import config as configuration
 from ampkit import seed, stage, warehouse as warehouses
 
@@ -13,6 +15,13 @@ from ampkit import seed, stage, warehouse as warehouses
 API_KEY = "testapikey0123456789abcdefABCDEF"
 SECRET_KEY = "testsecret9876543210fedcbaFEDCBA"
 NOW = dt.datetime(2022, 3, 14, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def end_children():
+    """Every process a test started through `children.start` ends with the test, pass or fail."""
+    yield
+    children.end_all()
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ import pytest
 
 from ampkit import demo
 
+import children
+
 
 def ampkit(*args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ampkit", *args], cwd=cwd, env=env, capture_output=True, text=True,
@@ -48,8 +50,8 @@ def test_after_the_demo_every_command_in_its_folder_continues_where_it_left_off(
     # The sandbox is down after the demo: the reconciliation says what to start.
     down = ampkit("reconcile", cwd=where, env=env)
     assert down.returncode == 1 and "ampkit sandbox" in down.stderr
-    sandbox = subprocess.Popen([sys.executable, "-m", "ampkit", "sandbox"], cwd=where, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sandbox = children.start([sys.executable, "-m", "ampkit", "sandbox"], cwd=where, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert sandbox.stdout.readline().strip() == settings["amplitude_url"]  # printed once it serves
         again = ampkit("reconcile", "--json", cwd=where, env=env)

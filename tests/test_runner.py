@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from ampkit import config as configuration
 from ampkit import runner, state, warehouse as warehouses
 from ampkit.errors import SecretError
 
+import children
 from conftest import API_KEY, NOW, SECRET_KEY
 
 CHROMIUM = shutil.which("chromium")
@@ -136,13 +138,13 @@ def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, mon
     sandbox.control.inject("/batch", kind="delay", delay_seconds=300, share=1.0)
     command = [sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync", "--no-report"]
     lock = Path(seeded.removeprefix("duckdb:///") + f".{state.LEASE_NAME}.lock")
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = children.start(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (lock.exists() and lock.read_text().strip()):
             assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lease"
             time.sleep(0.05)
-        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        second = children.start(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seen = []
         for line in second.stdout:
             seen.append(line)
@@ -160,6 +162,32 @@ def test_two_runners_at_once_one_runs_one_skips(kernel_env, seeded, sandbox, mon
         statuses = sorted(r["status"] for r in state.runs(wh, 5))
     assert statuses == ["ok", "skipped_locked"]
     assert not lock.read_text(), "the lock file still names a holder after the run"
+
+
+def test_a_run_notebook_stopped_by_its_scheduler_takes_the_kernel_down_with_it(kernel_env, seeded, sandbox, monkeypatch):
+    monkeypatch.setenv("AMPKIT_NOW", NOW.isoformat())
+    sandbox.control.inject("/batch", kind="delay", delay_seconds=300, share=1.0)  # the kernel waits on Amplitude
+    lock = Path(seeded.removeprefix("duckdb:///") + f".{state.LEASE_NAME}.lock")
+    run = children.start([sys.executable, "-m", "ampkit", "run-notebook", "hourly_sync", "--no-report"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text().strip()):  # the kernel's sync holds the lease
+            assert time.monotonic() < deadline and run.poll() is None, "the run never took the lease"
+            time.sleep(0.05)
+        kernel = int(lock.read_text().splitlines()[0].rsplit(":", 1)[1])  # holder: run@host:pid
+        run.send_signal(signal.SIGTERM)  # cron's kill, Kubernetes' deadline
+        assert run.wait(timeout=60) == 128 + signal.SIGTERM
+        gone_by = time.monotonic() + 15  # the runner gives papermill's session 10 s, then kills it
+        while True:
+            try:
+                os.kill(kernel, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < gone_by, f"the kernel (pid {kernel}) outlived its run"
+            time.sleep(0.05)
+    finally:
+        sandbox.control.clear_faults()
 
 
 def test_a_gs_destination_without_gcsfs_is_refused_before_anything_runs(kernel_env, seeded, monkeypatch):

@@ -228,7 +228,10 @@ def test_clearing_faults_ends_delays_in_progress_and_the_released_resends_store_
                for _ in range(6)]
     for t in senders:
         t.start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while sb.control.faults()[0]["hits"] < 6:  # every copy has arrived and sleeps in the delay
+        assert time.monotonic() < deadline, sb.control.faults()
+        time.sleep(0.01)
     assert answers == [], "a delayed request answered before the faults were cleared"
     sb.control.clear_faults()
     for t in senders:

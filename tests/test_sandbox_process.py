@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from datetime import datetime, timezone
 
@@ -19,6 +20,8 @@ from click.testing import CliRunner
 from ampkit.errors import ConfigError
 from ampkit.sandbox import SandboxConfig, command, spawn
 from ampkit.sandbox.config import API_KEY_ENV, SECRET_KEY_ENV
+
+import children
 
 API_KEY = "process-test-api-key-0001"
 SECRET = "process-test-secret-0001-do-not-print"
@@ -64,16 +67,21 @@ def test_restart_mid_stream_loses_nothing_acknowledged(tmp_path, how):
     errors: list[int] = []
     stop = threading.Event()
     sender = threading.Thread(target=send_until_stopped, args=(first.url, acknowledged, stop, errors))
-    sender.start()
-    while len(acknowledged) < 4000 and sender.is_alive():
-        threading.Event().wait(0.01)
-    if how == "SIGKILL":
-        os.kill(first.pid, signal.SIGKILL)
-        first.kill()
-    else:
-        assert first.stop() == 0
-    stop.set()
-    sender.join()
+    try:
+        sender.start()
+        deadline = time.monotonic() + 120
+        while len(acknowledged) < 4000 and sender.is_alive():
+            assert time.monotonic() < deadline, f"only {len(acknowledged)} events acknowledged in 120 s"
+            threading.Event().wait(0.01)
+        if how == "SIGKILL":
+            os.kill(first.pid, signal.SIGKILL)
+            first.kill()
+        else:
+            assert first.stop() == 0
+    finally:
+        stop.set()
+        sender.join()
+        first.kill()  # a no-op once it has ended; otherwise the test failed and it must not outlive it
     assert not errors and len(acknowledged) >= 4000
     second = spawn(config)
     try:
@@ -111,10 +119,10 @@ def test_spawn_passes_secrets_through_the_environment_and_never_prints_them(tmp_
 
 def test_cli_prints_the_url_serves_and_stops_cleanly_on_sigterm(tmp_path):
     env = {**os.environ, API_KEY_ENV: API_KEY, SECRET_KEY_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "ampkit.sandbox", "--db", str(tmp_path / "cli.duckdb"),
-                                "--export-lag-seconds", "0", "--batch-eps", "50", "--throttle-window-seconds", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # In a folder of its own: an ampkit.toml where it runs would give it the demo's port and keys.
+    process = children.start([sys.executable, "-m", "ampkit.sandbox", "--db", str(tmp_path / "cli.duckdb"),
+                              "--export-lag-seconds", "0", "--batch-eps", "50", "--throttle-window-seconds", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, cwd=tmp_path)
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
@@ -127,6 +135,7 @@ def test_cli_prints_the_url_serves_and_stops_cleanly_on_sigterm(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait(timeout=30)
     assert process.returncode == 0
     assert API_KEY not in stderr and SECRET not in stderr
     assert (tmp_path / "cli.duckdb").exists()

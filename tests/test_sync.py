@@ -17,6 +17,7 @@ from ampkit import dashboard, stage, state, sync, warehouse as warehouses
 from ampkit.errors import ConfigError, SyncError, WarehouseError
 from ampkit.sandbox import SandboxConfig, start
 
+import children
 from conftest import API_KEY, NOW, SECRET_KEY, fill
 
 HOUR = dt.timedelta(hours=1)
@@ -213,8 +214,8 @@ def test_an_hourly_run_held_up_by_amplitude_leaves_the_duckdb_file_to_others(see
     monkeypatch.setenv("AMPKIT_NOW", NOW.isoformat())
     monkeypatch.setenv("AMPKIT_SETTLE_SECONDS", "0")
     sandbox.control.inject("/batch", kind="delay", delay_seconds=300, share=1.0)  # held until cleared
-    run = subprocess.Popen([sys.executable, "-m", "ampkit", "sync", "--progress", "none"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = children.start([sys.executable, "-m", "ampkit", "sync", "--progress", "none"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lock = seeded.removeprefix("duckdb:///") + f".{state.LEASE_NAME}.lock"
     try:
         deadline = time.monotonic() + 60
@@ -305,8 +306,8 @@ def test_crash_at_random_points_then_rerun_is_exactly_once(seeded, make_config, 
     sandbox.control.inject("/batch", kind="delay", delay_seconds=0.02, share=1.0)
     rng = random.Random(7)
     for _ in range(4):
-        p = subprocess.Popen([sys.executable, "-m", "ampkit", "-q", "sync", "--progress", "none"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = children.start([sys.executable, "-m", "ampkit", "-q", "sync", "--progress", "none"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 2.5))
         p.kill()
         p.wait()
@@ -404,7 +405,11 @@ def test_the_lease_is_renewed_on_a_timer_while_a_run_outlives_it(seeded, make_co
     first: dict = {}
     runner = threading.Thread(target=lambda: first.update(result=sync.run(cfg, progress="none")))
     runner.start()
-    time.sleep(2.0)  # twice the lease, while the first request is held
+    deadline = time.monotonic() + 60
+    while sandbox.control.faults():  # the one-shot delay is taken: the first run's request is held
+        assert time.monotonic() < deadline and runner.is_alive(), "the first run never sent"
+        time.sleep(0.01)
+    time.sleep(1.5)  # the lease it took before sending would have lapsed by now without renewals
     second = sync.run(cfg, progress="none")
     runner.join(60)
     assert second.status == "skipped_locked", second.to_dict()

@@ -529,7 +529,12 @@ def test_standin_aborts_a_transaction_when_another_job_changed_its_table_meanwhi
                     errors.append(str(exc))
         thread = threading.Thread(target=run_slow)
         thread.start()
-        time.sleep(0.6)  # the slow transaction has updated its row and waits before COMMIT
+        deadline = time.monotonic() + 30
+        # The slow transaction has updated its row (BEGIN and UPDATE ran) and waits before COMMIT.
+        while not any(j.executed >= 2 and "'slow'" in j.resource["configuration"]["query"]["query"]
+                      for j in list(s.jobs.values())):
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.01)
         w.run(other)  # another row of the same table, outside any transaction: it commits
         thread.join(10)
         assert errors and "Transaction is aborted due to concurrent update against table" in errors[0]

@@ -27,6 +27,7 @@ import requests
 from ampkit import config as configuration
 from ampkit import warehouse as warehouses
 
+import children  # tests/children.py: every child ends with its test
 from conftest import API_KEY, NOW, SECRET_KEY  # tests/conftest.py: the suite's key pair and clock
 
 HERE = Path(__file__).resolve().parent
@@ -271,7 +272,7 @@ def ampkit(*args: str, environ: dict[str, str], at: str | None = None, action: s
                    *(["--trace", str(trace)] if trace else []), "--", *args]
     else:
         command = [sys.executable, "-m", "ampkit", *args]
-    return subprocess.Popen(command, env=environ, **popen)
+    return children.start(command, env=environ, **popen)
 
 
 def finish(process: subprocess.Popen, timeout: float = 120) -> int:
