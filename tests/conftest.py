@@ -1,8 +1,11 @@
 """Small fixtures over real parts: a DuckDB warehouse on disk, the sandbox on 127.0.0.1, real keys in the env."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +79,32 @@ def seeded(warehouse_url):
     """A small seeded and staged warehouse (2 days, ~6k rows, 2% dirty)."""
     fill(warehouse_url)
     return warehouse_url
+
+
+def _children_alive() -> list[tuple[int, str]]:
+    """This process's children that are still running (not yet reaped zombies aside), from /proc."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if int(rest[1]) == me and rest[0] != "Z":
+            found.append((int(stat.parent.name), name))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite fails if a process it started outlives it (each test ends its own: children.start)."""
+    children.end_all()
+    left = _children_alive() if Path("/proc").is_dir() else []
+    if left:
+        writer = session.config.get_terminal_writer()
+        writer.line("")
+        writer.line("processes the tests started were still running (killed now): "
+                    + ", ".join(f"{pid} ({name})" for pid, name in left), red=True)
+        for pid, _ in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        session.exitstatus = 1
