@@ -129,7 +129,7 @@ def status(obj):
         rows = wh.run("summary").to_pylist()
         if wh.columns("seed_late_arrivals") is not None:  # the demo's table of rows still to arrive
             rows += wh.run("summary_seed").to_pylist()
-        mark, kept = state.watermark(wh), state.kept_from(wh)
+        mark, kept = state.position(wh)
     for row in rows:
         click.echo(f"{row['table_name']:<22} {row['row_count']:>12,}  events {_t(row['first_event'])} .. {_t(row['last_event'])}"
                    + (f"  last loaded {_t(row['last_loaded'])}" if row["last_loaded"] else ""))

@@ -197,17 +197,22 @@ def release(warehouse, holder: str) -> None:
     warehouse.run("lease_release", {"name": LEASE_NAME, "holder": holder})
 
 
+def position(warehouse) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Where the sync stands, in one query (I/O): the watermark (the loaded_at up to which every
+    staged row has an outcome) and where row-level outcomes begin (rows loaded earlier have only
+    their counts); each None until there is one."""
+    row = warehouse.run("watermark").to_pylist()[0]
+    return tuple(row[k].astimezone(dt.timezone.utc) if row[k] else None for k in ("watermark", "kept_from"))
+
+
 def watermark(warehouse) -> dt.datetime | None:
-    """The loaded_at up to which every staged row has an outcome, or None before the first run (I/O)."""
-    value = warehouse.run("watermark").column("watermark")[0].as_py()
-    return value.astimezone(dt.timezone.utc) if value else None
+    """The watermark, or None before the first run (I/O)."""
+    return position(warehouse)[0]
 
 
 def kept_from(warehouse) -> dt.datetime | None:
-    """Where row-level outcomes begin: rows loaded earlier have only their counts; None before
-    the first roll-up (I/O)."""
-    value = warehouse.run("watermark").column("kept_from")[0].as_py()
-    return value.astimezone(dt.timezone.utc) if value else None
+    """Where row-level outcomes begin, or None before the first roll-up (I/O)."""
+    return position(warehouse)[1]
 
 
 @dataclasses.dataclass

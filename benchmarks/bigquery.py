@@ -88,33 +88,26 @@ def measure() -> dict[str, Any]:
                 out[f"hourly_{label}"] = _cost(bq, _config(bq, sandbox.url, now=at))
             finally:
                 ctx.__exit__(None, None, None)
+        def with_history(days: int, kept_from: dt.datetime, **overrides) -> dict[str, Any]:
+            """One hourly run after `days` of synced history, row outcomes kept from `kept_from`."""
+            ctx, bq = fresh()
+            try:
+                _history(bq, days, 400, NOW - dt.timedelta(hours=8))
+                _new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+                bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('watermark', ?, 'h', ?)",
+                       [NOW - dt.timedelta(hours=1), NOW])
+                _rolled_up(bq, kept_from)
+                return {**_cost(bq, _config(bq, sandbox.url, **overrides)), "history_rows": days * 400, "days": days}
+            finally:
+                ctx.__exit__(None, None, None)
         # Bytes per hourly run at 1x and 10x history.
         for label, days in (("history_1x", 14), ("history_10x", 140)):
-            ctx, bq = fresh()
-            try:
-                _history(bq, days, 400, NOW - dt.timedelta(hours=8))
-                _new_hour(bq, 300, NOW - dt.timedelta(hours=1))
-                bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('watermark', ?, 'h', ?)",
-                       [NOW - dt.timedelta(hours=1), NOW])
-                _rolled_up(bq, NOW.replace(hour=0))
-                out[label] = {**_cost(bq, _config(bq, sandbox.url)), "history_rows": days * 400, "days": days}
-            finally:
-                ctx.__exit__(None, None, None)
+            out[label] = with_history(days, NOW.replace(hour=0))
         # The first run of a day, with a day of row outcomes past retention to roll up (10 days here).
-        for label, days in (("rollup_1x", 14), ("rollup_10x", 140)):
-            ctx, bq = fresh()
-            try:
-                _history(bq, days, 400, NOW - dt.timedelta(hours=8))
-                _new_hour(bq, 300, NOW - dt.timedelta(hours=1))
-                bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('watermark', ?, 'h', ?)",
-                       [NOW - dt.timedelta(hours=1), NOW])
-                _rolled_up(bq, NOW.replace(hour=0) - dt.timedelta(days=11))
-                from ampkit.config import FIELDS
-                if "outcome_retention_days" not in FIELDS:
-                    break  # a checkout from before the roll-up
-                out[label] = {**_cost(bq, _config(bq, sandbox.url, outcome_retention_days=10)), "days": days}
-            finally:
-                ctx.__exit__(None, None, None)
+        from ampkit.config import FIELDS
+        if "outcome_retention_days" in FIELDS:  # not in a checkout from before the roll-up
+            for label, days in (("rollup_1x", 14), ("rollup_10x", 140)):
+                out[label] = with_history(days, NOW.replace(hour=0) - dt.timedelta(days=11), outcome_retention_days=10)
         # A backfill of 3 days (72 loaded hours of 50 rows), small windows so there are several.
         ctx, bq = fresh()
         try:

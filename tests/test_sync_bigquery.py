@@ -4,6 +4,7 @@ that follow new rows and not history, a backfill in few jobs, and the watermark'
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -18,13 +19,23 @@ from conftest import NOW
 HOURLY_JOB_BUDGET = 6
 
 
-@pytest.fixture
-def bq():
-    with running() as standin:
-        with warehouses.open(standin.url()) as wh:
+@contextlib.contextmanager
+def standin(history_days: int = 0):
+    """A stand-in with ampkit's tables; with `history_days` of synced history and a new hour of 300 rows."""
+    with running() as bq:
+        with warehouses.open(bq.url()) as wh:
             wh.ensure_tables()
             state.ensure_schema(wh)
-        yield standin
+        if history_days:
+            history(bq, history_days, per_day=400, until=NOW - dt.timedelta(hours=8))
+            new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+        yield bq
+
+
+@pytest.fixture
+def bq():
+    with standin() as s:
+        yield s
 
 
 def make_config(bq, sandbox, **overrides):
@@ -33,12 +44,12 @@ def make_config(bq, sandbox, **overrides):
     return configuration.load({**values, **overrides})
 
 
-def watermark(bq, at: dt.datetime, *, rolled_up: bool = True) -> None:
-    """The watermark at `at`; with `rolled_up`, yesterday's roll-up done too, as on 23 runs of 24."""
+def watermark(bq, at: dt.datetime, *, kept_from: dt.datetime | None = None) -> None:
+    """The watermark at `at`, and row outcomes kept from `kept_from` (default: `at`'s day, the
+    day's roll-up done, as on 23 runs of 24)."""
     bq.sql("INSERT INTO analytics.ampkit_state VALUES ('watermark', ?, 'history', ?)", [at, at])
-    if rolled_up:
-        day = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        bq.sql("INSERT INTO analytics.ampkit_state VALUES ('outcomes_kept_from', ?, 'history', ?)", [day, at])
+    day = kept_from or at.replace(hour=0, minute=0, second=0, microsecond=0)
+    bq.sql("INSERT INTO analytics.ampkit_state VALUES ('outcomes_kept_from', ?, 'history', ?)", [day, at])
 
 
 def rollup_jobs(bills: list[dict]) -> list[dict]:
@@ -69,18 +80,11 @@ def test_an_hourly_run_is_six_jobs_whatever_the_clock_reads(bq, sandbox):
 
 def test_once_a_day_the_roll_up_adds_two_jobs_that_read_one_day_whatever_the_history(sandbox):
     def roll_up(days: int) -> tuple[list[dict], int]:
-        with running() as bq:
-            with warehouses.open(bq.url()) as wh:
-                wh.ensure_tables()
-                state.ensure_schema(wh)
-            history(bq, days, per_day=400, until=NOW - dt.timedelta(hours=8))
-            new_hour(bq, 300, NOW - dt.timedelta(hours=1))
-            watermark(bq, NOW - dt.timedelta(hours=1), rolled_up=False)
+        with standin(days) as bq:
             cfg = make_config(bq, sandbox, outcome_retention_days=10)
             target = state.rollup_target(cfg, NOW, NOW - dt.timedelta(hours=1), None)
             # Yesterday's roll-up stopped a day short: today's takes one day.
-            bq.sql("INSERT INTO analytics.ampkit_state VALUES ('outcomes_kept_from', ?, 'history', ?)",
-                   [target - dt.timedelta(days=1), NOW])
+            watermark(bq, NOW - dt.timedelta(hours=1), kept_from=target - dt.timedelta(days=1))
             result, bills = run_cost(bq, cfg)
             assert result.status == "ok" and result.extracted == 300, result.warnings
             with warehouses.open(bq.url()) as wh:
@@ -96,12 +100,7 @@ def test_once_a_day_the_roll_up_adds_two_jobs_that_read_one_day_whatever_the_his
 @pytest.mark.parametrize("layout", ["dirty rows", "clean rows"])
 def test_an_hourly_run_reads_the_same_bytes_when_history_grows_tenfold(layout, sandbox):
     def bytes_of_one_run(days: int) -> int:
-        with running() as bq:
-            with warehouses.open(bq.url()) as wh:
-                wh.ensure_tables()
-                state.ensure_schema(wh)
-            history(bq, days, per_day=400, until=NOW - dt.timedelta(hours=8))
-            new_hour(bq, 300, NOW - dt.timedelta(hours=1))
+        with standin(days) as bq:
             if layout == "dirty rows":  # dead letters and filtered rows are recorded too
                 bq.sql("UPDATE analytics.amplitude_events SET device_id = NULL WHERE id % 10 = 0 AND id < 1000")
             watermark(bq, NOW - dt.timedelta(hours=1))
