@@ -184,8 +184,8 @@ def gap_heatmap(rec, top: int = 30) -> go.Figure:
 
 def tool_matrix(rec, data_map) -> pd.DataFrame:
     """Which tool holds which data, by event family: in Looker only (and why), in both, in Amplitude only."""
-    from ampkit import routing
-    family = routing.family_of(routing.catalogue())
+    from ampkit import catalogue
+    family = catalogue.family_of(catalogue.events())
     out = collections.defaultdict(lambda: {"events in Looker only": 0, "events in both": 0, "events in Amplitude only": 0,
                                            "why Looker only": collections.Counter()})
     for r in rec.rows:

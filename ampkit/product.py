@@ -14,7 +14,7 @@ import logging
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from ampkit import datamap as datamaps, routing, warehouse as warehouses
+from ampkit import catalogue, datamap as datamaps, routing, warehouse as warehouses
 from ampkit.config import Config
 from ampkit.errors import ConfigError
 
@@ -144,7 +144,7 @@ def funnel_recipe(f: Funnel, data_map: datamaps.DataMap) -> str:
 
 def _kept_out(names: Iterable[str], data_map: datamaps.DataMap) -> dict[str, str]:
     """Names the data map keeps out of Amplitude from every source they come from, with the deciding rule."""
-    sources = {e.name: e.sources for e in routing.catalogue()}
+    sources = {e.name: e.sources for e in catalogue.events()}
     out = {}
     for name in names:
         decisions = [data_map.decide(name, s) for s in sources.get(name, ("WEB",))]

@@ -7,7 +7,6 @@ and weighed with warehouse volumes, so this page changes when the map does.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import os
@@ -19,7 +18,7 @@ from typing import Iterable, Mapping
 import click
 import yaml
 
-from ampkit import datamap as datamaps
+from ampkit import catalogue, datamap as datamaps
 from ampkit.config import Config
 from ampkit.errors import AmpkitError, ConfigError
 
@@ -399,35 +398,6 @@ def reason_label(reason: str | None) -> str:
 # --- where each event family lives ------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class CatalogueEvent:
-    """One row of the event catalogue: name, family (`area`) and the sources it comes from."""
-
-    name: str
-    family: str
-    sources: tuple[str, ...]
-
-
-def catalogue() -> list[CatalogueEvent]:
-    """The event catalogue shipped with ampkit (`resources/event_catalogue.csv`)."""
-    text = resources.files("ampkit.resources").joinpath("event_catalogue.csv").read_text(encoding="utf-8")
-    return [CatalogueEvent(row["name"], row["area"], tuple(row["source"].split("|")))
-            for row in csv.DictReader(text.splitlines())]
-
-
-def family_of(events: list[CatalogueEvent]):
-    """A name -> family lookup that also places `ViewRepogroup:python` under `ViewRepogroup:<name>`."""
-    exact = {e.name: e.family for e in events}
-    prefixes = {e.name.split(":<")[0] + ":": e.family for e in events if ":<" in e.name}
-
-    def lookup(name: str) -> str | None:
-        if name in exact:
-            return exact[name]
-        head = name.split(":")[0] + ":"
-        return prefixes.get(head) if ":" in name else None
-    return lookup
-
-
-@dataclasses.dataclass(frozen=True)
 class Family:
     """Where one event family lives: its rows and event types sent to Amplitude or kept out (by rule)."""
 
@@ -447,18 +417,17 @@ class Family:
         return "Amplitude, part Looker only"
 
 
-UNCATALOGUED = "not in the catalogue"
 
 
 def families(data_map: datamaps.DataMap, volumes: Iterable[tuple[str, str | None, int]],
-             events: list[CatalogueEvent] | None = None) -> list[Family]:
+             events: list[catalogue.CatalogueEvent] | None = None) -> list[Family]:
     """Per catalogue family (`area`): what the data map sends and keeps out, by rows and event types (pure).
 
     Event types come from the catalogue (so a family shows even without traffic); rows come
     from `volumes`. Everything, sent or not, is also in Looker.
     """
-    events = catalogue() if events is None else events
-    lookup = family_of(events)
+    events = catalogue.events() if events is None else events
+    lookup = catalogue.family_of(events)
     sent: dict[str, int] = {}
     kept: dict[str, dict[str, int]] = {}
     types_sent: dict[str, set] = {}
@@ -468,7 +437,7 @@ def families(data_map: datamaps.DataMap, volumes: Iterable[tuple[str, str | None
         sends = any(data_map.decide(probe, s).sends for s in e.sources)
         (types_sent if sends else types_kept).setdefault(e.family, set()).add(e.name)
     for name, source, rows in volumes:
-        family = lookup(name or "") or UNCATALOGUED
+        family = lookup(name or "") or catalogue.UNCATALOGUED
         decision = data_map.decide(name or "", source)
         if decision.sends:
             sent[family] = sent.get(family, 0) + int(rows)

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from ampkit import config as configuration, datamap, product, reconcile, routing, runner, sync
+from ampkit import catalogue, config as configuration, datamap, product, reconcile, routing, runner, sync
 
 from conftest import NOW, fill
 
@@ -85,7 +85,7 @@ def test_onboarding_explains_the_setup_with_live_data(onboarding_env, warehouse_
     shown = kept_out_rows(nb)
     assert list(shown) == ["backend", "search_latencies", "code_insights", "codeintel_deny_list", "very_low_traffic"]
     assert shown["code_insights"] > 0 and shown["codeintel_deny_list"] > 0
-    insights = {e.name for e in routing.catalogue() if e.family == "code_insights"}
+    insights = {e.name for e in catalogue.events() if e.family == "code_insights"}
     assert shown["code_insights"] == sum(n for name, _, n in volumes if name in insights)
     # Only in Looker: pings, Postgres, third-party data, and the excluded events.
     for needle in ("On-prem instance pings", "Cloud Postgres tables", "Google Analytics", "Salesforce",

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ampkit import config as configuration, datamap, routing
+from ampkit import catalogue, config as configuration, datamap, routing
 from ampkit.errors import ConfigError
 
 REQUIRED = {  # the rows the team's wiki page had, and the tool each names
@@ -161,10 +161,10 @@ rules:
 
 
 def test_families_say_amplitude_or_looker_only_from_the_map():
-    events = [routing.CatalogueEvent("ViewBlob", "files", ("WEB",)), routing.CatalogueEvent("SearchSubmitted", "search", ("WEB", "BACKEND")),
-              routing.CatalogueEvent("SearchLatency", "search", ("BACKEND",)),
-              routing.CatalogueEvent("ViewInsights", "insights", ("WEB",)), routing.CatalogueEvent("NewOrgCreated", "settings", ("WEB",)),
-              routing.CatalogueEvent("ViewRepogroup:<name>", "search", ("WEB",))]
+    events = [catalogue.CatalogueEvent("ViewBlob", "files", ("WEB",)), catalogue.CatalogueEvent("SearchSubmitted", "search", ("WEB", "BACKEND")),
+              catalogue.CatalogueEvent("SearchLatency", "search", ("BACKEND",)),
+              catalogue.CatalogueEvent("ViewInsights", "insights", ("WEB",)), catalogue.CatalogueEvent("NewOrgCreated", "settings", ("WEB",)),
+              catalogue.CatalogueEvent("ViewRepogroup:<name>", "search", ("WEB",))]
     volumes = VOLUMES + [("ViewRepogroup:python", "WEB", 7)]
     got = {f.name: f for f in routing.families(SMALL_MAP, volumes, events)}
     assert got["files"].lives_in == "Amplitude" and got["files"].rows_sent == 600
@@ -174,7 +174,7 @@ def test_families_say_amplitude_or_looker_only_from_the_map():
     assert got["search"].lives_in == "Amplitude, part Looker only"
     assert (got["search"].rows_sent, got["search"].rows_kept_out) == (302, {"backend": 40})
     assert (got["search"].types_sent, got["search"].types_kept_out) == (2, 1)
-    assert got[routing.UNCATALOGUED].rows_sent == 10  # ViewInsightsX, and Mystery with no rows
+    assert got[catalogue.UNCATALOGUED].rows_sent == 10  # ViewInsightsX, and Mystery with no rows
 
 
 def test_in_amplitude_is_written_from_the_config_and_the_map():
