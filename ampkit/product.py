@@ -14,7 +14,7 @@ import logging
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from ampkit import catalogue, datamap as datamaps, routing, warehouse as warehouses
+from ampkit import catalogue, datamap as datamaps, warehouse as warehouses
 from ampkit.config import Config
 from ampkit.errors import ConfigError
 
