@@ -94,6 +94,11 @@ def _portable(node: exp.Expression) -> exp.Expression:
             return exp.case().when(exp.Anonymous(this="JSON_VALID", expressions=[arg.copy()]),
                                    exp.Anonymous(this="TRY", expressions=[node.this]))
         return exp.Anonymous(this="TRY", expressions=[node.this])
+    # COUNTIF over no rows is 0 in BigQuery but NULL in DuckDB's COUNT_IF, so a check like
+    # `IF(COUNTIF(...) = 0, 1, ERROR(...))` over an empty table would pass there, silently (found by
+    # the ZetaSQL gate on sync_finalize.sql). COUNT of a CASE is 0 over no rows in both.
+    if isinstance(node, exp.CountIf):
+        return exp.Count(this=exp.case().when(node.this.copy(), exp.Literal.number(1)))
     # FARM_FINGERPRINT only spreads keys over lanes here (the lane numbers are the engine's own;
     # tests/test_sql.py checks their properties, not their values); DuckDB's HASH does the same job.
     # HASH is an unsigned 64-bit number: halved, it is an INT64 as FARM_FINGERPRINT's result is.
