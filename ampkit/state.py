@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import getpass
 import hashlib
 import json
 import logging
@@ -37,6 +38,14 @@ def holder_name(run_id: str) -> str:
     return f"{run_id}@{socket.gethostname()}:{os.getpid()}"
 
 
+def operator() -> str:
+    """Who is running ampkit, for approvals: the login name, or 'unknown' in a bare container."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def wall_clock() -> dt.datetime:
     # Leases use the real clock even when a run's clock is overridden: they guard real processes.
     return dt.datetime.now(dt.timezone.utc)
@@ -51,6 +60,8 @@ class Begun:
     watermark: dt.datetime | None
     schema_version: str | None
     kept_from: dt.datetime | None = None  # rows loaded earlier have only their counts (roll-up)
+    deployed_map: str | None = None       # the data map version the open window was last synced with
+    map_approved: bool = False            # whether this run's data map version was approved
 
 
 def schema_version() -> str:
@@ -82,7 +93,8 @@ def begin(warehouse, record: "RunRecord", holder: str, seconds: int) -> Begun:
     row = rows[0] if rows else {}
     utc = {k: row[k].astimezone(dt.timezone.utc) if row.get(k) else None for k in ("watermark", "kept_from")}
     begun = Begun(row.get("holder") if len(holders) == 1 else None, row.get("expires_at"),
-                  utc["watermark"], row.get("schema_version"), utc["kept_from"])
+                  utc["watermark"], row.get("schema_version"), utc["kept_from"],
+                  row.get("deployed_map"), bool(row.get("map_approved")))
     if begun.holder != holder and begun.holder and is_dead(begun.holder):
         logger.warning("lease holder %s is gone; taking over", begun.holder)
         warehouse.run("lease_break", {"name": LEASE_NAME, "holder": begun.holder})

@@ -414,7 +414,7 @@ class BigQueryStandin:
         self.duckdb = duckdb.connect(":memory:")
         self.duckdb.execute("SET TimeZone = 'UTC'")
         # (dataset, table) -> (partition column, require_partition_filter), from CREATE TABLE.
-        self.partitioning: dict[tuple[str, str], tuple[str, bool]] = {}
+        self.partitioning: dict[tuple[str, str], tuple[str, bool, str]] = {}
         # (dataset, table) -> commits that updated or deleted its rows: a transaction's conflict check.
         self.versions: Counter = Counter()
         self.modifications: Counter = Counter()  # (dataset, table, UTC day) -> load jobs
@@ -539,7 +539,7 @@ class BigQueryStandin:
                 continue  # the statement itself reports the missing table
             kinds = {name: field_for(name, kind)["type"] for name, kind in found}
             used = columns_named(tree, table, [name for name, _ in found])
-            column, required = self.partitioning.get((dataset, table.name), (None, False))
+            column, required, unit = self.partitioning.get((dataset, table.name), (None, False, "DAY"))
             filters = partition_filters(table, column) if column else []
             if required and not filters:
                 raise BigQueryError("invalidQuery", f"Cannot query over table '{self.project}.{dataset}.{table.name}' without a "
@@ -549,10 +549,10 @@ class BigQueryStandin:
             where, params = "", {}
             if filters:
                 alias = table.alias_or_name
-                inner = (f"SELECT DISTINCT DATE({alias}.{column}) AS d FROM `{dataset}`.{table.name} AS {alias} WHERE "
+                inner = (f"SELECT DISTINCT TIMESTAMP_TRUNC({alias}.{column}, {unit}) AS d FROM `{dataset}`.{table.name} AS {alias} WHERE "
                          + " AND ".join(f.sql(dialect="bigquery") for f in filters))
                 ((_, inner_sql, inner_used),) = translate(inner, None, types, {dataset}, self.project)
-                where = f' WHERE CAST(x."{column}" AS DATE) IN ({inner_sql})'
+                where = f' WHERE date_trunc(\'{unit.lower()}\', x."{column}") IN ({inner_sql})'
                 params = {name: values[name] for name in inner_used}
             ((read,),) = cursor.execute(f'SELECT COALESCE(SUM({size}), 0) FROM "{dataset}"."{table.name}" AS x{where}',
                                         params).fetchall()
@@ -566,7 +566,10 @@ class BigQueryStandin:
         table = tree.this.this
         required = any(isinstance(p, exp.Property) and p.name.lower() == "require_partition_filter"
                        and str(p.args.get("value")).upper() == "TRUE" for p in tree.find_all(exp.Property))
-        self.partitioning[(table.db, table.name)] = (next(partition.this.find_all(exp.Column)).name, required)
+        # By day (PARTITION BY DATE(column)) unless the expression truncates to the hour.
+        hourly = any(isinstance(t, exp.TimestampTrunc) and t.text("unit").upper() == "HOUR" for t in partition.this.find_all(exp.TimestampTrunc))
+        self.partitioning[(table.db, table.name)] = (next(partition.this.find_all(exp.Column)).name, required,
+                                                     "HOUR" if hourly else "DAY")
 
     def mutations(self, tree: exp.Expression) -> tuple[str, str] | None:
         target = tree.this if isinstance(tree, (exp.Update, exp.Delete, exp.Merge)) else None
@@ -984,6 +987,11 @@ def synced_history(bq: "BigQueryStandin", days: int, per_day: int, until: dt.dat
         INSERT INTO analytics.ampkit_deliveries (id, insert_id, name, source, event_time, loaded_at, outcome, run_id, delivered_at)
         SELECT id, insert_id, name, source, timestamp, loaded_at, 'accepted', 'history', loaded_at
         FROM analytics.amplitude_events WHERE id >= ?""", [first_id])
+    # What those runs handled per loaded hour: the guardrail's history.
+    bq.sql("""
+        INSERT INTO analytics.ampkit_volumes (run_id, loaded_hour, name, source, action, rule, row_count)
+        SELECT 'history', date_trunc('hour', loaded_at), name, source, 'send', 'product_ui', COUNT(*)
+        FROM analytics.amplitude_events WHERE id >= ? GROUP BY 2, 3, 4""", [first_id])
 
 
 def new_hour(bq: "BigQueryStandin", rows: int, start: dt.datetime, first_id: int = 1) -> None:

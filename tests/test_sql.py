@@ -235,6 +235,9 @@ def parameter_values(name: str, kind: str):
         "event_start": st.just(sync.EPOCH) | moments(), "event_end": st.just(sync.FAR_FUTURE) | moments(),
         # Nothing rolled up yet (the usual case in a small world), or a horizon somewhere in it.
         "kept_from": st.just(sync.EPOCH) | moments(),
+        "weeks": st.integers(0, 8),
+        "accepted_volumes": st.lists(st.sampled_from(["search", "product_ui"]), max_size=2, unique=True),
+        "accepted_notes": st.lists(st.sampled_from(["family 'search' would send 0 events", ""]), max_size=2),
     }
     if name in special:
         return special[name]
@@ -581,7 +584,7 @@ UNBOUNDED = {
 
 def test_every_hourly_read_of_a_partitioned_table_names_its_partition_column():
     assert partition_columns() == {"event_logs": "timestamp", "amplitude_events": "loaded_at",
-                                   "ampkit_deliveries": "loaded_at"}
+                                   "ampkit_deliveries": "loaded_at", "ampkit_volumes": "loaded_hour"}
     found = {(p.name, t) for p in SQL_FILES if p.parent.name != "scheduled" for t in unbounded_references(p)}
     assert found - set(UNBOUNDED) == set(), f"reads every partition: {sorted(found - set(UNBOUNDED))}"
     assert set(UNBOUNDED) - found == set(), f"bounded now, drop from UNBOUNDED: {sorted(set(UNBOUNDED) - found)}"

@@ -295,6 +295,8 @@ SAMPLE_PARAMS = {
     "reject_ids": [3], "reject_insert_ids": ["ins-3"], "reject_names": ["Event3"],
     "reject_event_times": ["2024-01-01T10:00:00+00:00"], "reject_loaded_ats": ["2024-01-01T12:00:00+00:00"],
     "reject_reasons": ["no_id"], "reject_details": [""], "reject_events": ['{"event_type":"Event3"}'],
+    "hour_from": t(2024, 1, 1, 11), "hour_to": t(2024, 1, 1, 13), "weeks": 4, "approved_by": "analyst",
+    "note": "reviewed", "accepted_volumes": ["search"], "accepted_notes": ["family 'search' flood"],
 }
 
 

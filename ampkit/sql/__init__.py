@@ -21,21 +21,24 @@ PARAMETER_TYPES: dict[str, str] = {
         "run_time", "since", "until", "now", "expires_at", "start_ts", "end_ts", "scan_end", "start_time",
         "started_at", "finished_at", "window_start", "window_end", "event_start", "event_end",
         "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon", "stage_since",
-        "kept_from", "rollup_before"], "TIMESTAMP"),
+        "kept_from", "rollup_before", "hour_from", "hour_to"], "TIMESTAMP"),
     "amplitude_start_date": "DATE",
     **dict.fromkeys([
         "extracted", "sent", "accepted", "filtered_total", "rejected_total", "requests", "retries", "limit",
-        "lanes", "max_depth", "max_properties_bytes", "min_id_length", "window_seconds"], "INT64"),
+        "lanes", "max_depth", "max_properties_bytes", "min_id_length", "window_seconds", "weeks"], "INT64"),
     "duration_seconds": "FLOAT64",
     "move_watermark": "BOOL",
     **dict.fromkeys([
         "run_id", "name", "holder", "mode", "host", "data_map_version", "notebook_path", "status", "error",
-        "filtered", "rejected", "recon_id", "tz", "depth_pattern", "flags_depth_pattern", "schema_version"], "STRING"),
+        "filtered", "rejected", "recon_id", "tz", "depth_pattern", "flags_depth_pattern", "schema_version",
+        "approved_by", "note"], "STRING"),
     **dict.fromkeys(["steps", "active_events", "reasons", "blocklist",
                      # The data map's decisions and a slice's rejected rows, as parallel arrays.
                      "key_names", "key_sources", "key_actions", "key_rules", "key_reasons",
                      "reject_insert_ids", "reject_names", "reject_event_times", "reject_loaded_ats", "reject_reasons",
-                     "reject_details", "reject_events"], "ARRAY<STRING>"),
+                     "reject_details", "reject_events",
+                     # Volume departures an operator accepted for a run's window, and why.
+                     "accepted_volumes", "accepted_notes"], "ARRAY<STRING>"),
     "reject_ids": "ARRAY<INT64>",
 }
 

@@ -1,5 +1,6 @@
 -- A run's first job: take the sync lease, mark runs that never finished, open this run's ledger
--- row, and say who holds the lease, where the watermark stands and which schema the tables have.
+-- row, and say who holds the lease, where the watermark stands, which schema the tables have and
+-- which data map version is deployed (and whether this run's was approved).
 -- The lease is one row per name, created unowned once and afterwards only taken, renewed and given
 -- back by UPDATE. BigQuery applies UPDATEs of one table one at a time (a concurrent one is retried
 -- on the state the first left, or fails), so of two runs starting together exactly one takes it.
@@ -23,6 +24,8 @@ WHERE EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder
 SELECT DISTINCT l.holder, l.expires_at,
   (SELECT MAX(value) FROM ampkit_state WHERE key = 'watermark') AS watermark,
   (SELECT MAX(run_id) FROM ampkit_state WHERE key = 'schema') AS schema_version,
-  (SELECT MAX(value) FROM ampkit_state WHERE key = 'outcomes_kept_from') AS kept_from
+  (SELECT MAX(value) FROM ampkit_state WHERE key = 'outcomes_kept_from') AS kept_from,
+  (SELECT MAX(run_id) FROM ampkit_state WHERE key = 'data_map') AS deployed_map,
+  EXISTS (SELECT 1 FROM ampkit_approvals WHERE kind = 'data_map' AND subject = @data_map_version) AS map_approved
 FROM ampkit_lease AS l
 WHERE l.name = @name

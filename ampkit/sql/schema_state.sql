@@ -132,6 +132,36 @@ CREATE TABLE IF NOT EXISTS ampkit_outcome_counts (
   row_count INT64
 );
 
+-- The guardrail's history (docs/GUARDRAIL.md): rows per loaded hour, event and source, with the data
+-- map's decision, as each run handled them. A baseline reads a few hours of each of the last weeks,
+-- so the table is cut in hourly partitions, and kept 63 days (the guardrail looks back 8 weeks at most).
+CREATE TABLE IF NOT EXISTS ampkit_volumes (
+  run_id STRING NOT NULL,
+  loaded_hour TIMESTAMP NOT NULL,
+  name STRING,
+  source STRING,
+  action STRING,
+  rule STRING,
+  row_count INT64
+)
+PARTITION BY TIMESTAMP_TRUNC(loaded_hour, HOUR)
+OPTIONS (require_partition_filter = TRUE, partition_expiration_days = 63);
+
+-- What people approved: a data map version reviewed with `ampkit datamap approve` (kind
+-- 'data_map', subject its version), a volume departure accepted for one run's window with
+-- `ampkit sync --accept-volume` (kind 'volume', subject the rule or family).
+CREATE TABLE IF NOT EXISTS ampkit_approvals (
+  kind STRING NOT NULL,
+  subject STRING NOT NULL,
+  map_version STRING,
+  window_start TIMESTAMP,
+  window_end TIMESTAMP,
+  run_id STRING,
+  approved_by STRING,
+  approved_at TIMESTAMP,
+  note STRING
+);
+
 -- What Amplitude's Export API returned for a reconciliation (row level: insert_id set differences).
 CREATE TABLE IF NOT EXISTS ampkit_amplitude_export (
   recon_id STRING NOT NULL,

@@ -67,6 +67,26 @@ SELECT @run_id, TIMESTAMP_MICROS(DIV(UNIX_MICROS(event_time), 900000000) * 90000
 FROM ampkit_pending
 WHERE run_id = @run_id AND outcome <> 'held'
 GROUP BY 2, 3, 4, 5, 6;
+-- The guardrail's history: what this slice handled per loaded hour and the map's decision (rows
+-- held back get no outcome and come again, so they are counted when they get one).
+INSERT INTO ampkit_volumes (run_id, loaded_hour, name, source, action, rule, row_count)
+SELECT @run_id, TIMESTAMP_TRUNC(p.loaded_at, HOUR), p.name, p.source, r.action, r.rule, COUNT(*)
+FROM ampkit_pending AS p
+LEFT JOIN ampkit_run_rules AS r
+  ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
+WHERE p.run_id = @run_id AND p.outcome <> 'held' AND p.loaded_at IS NOT NULL
+GROUP BY 2, 3, 4, 5, 6;
+-- Departures an operator accepted for this window (`ampkit sync --accept-volume`), with it.
+INSERT INTO ampkit_approvals (kind, subject, map_version, window_start, window_end, run_id, approved_by, approved_at, note)
+SELECT 'volume', subject, @data_map_version, @window_start, @watermark, @run_id, @approved_by, @finished_at,
+  @accepted_notes[SAFE_OFFSET(i)]
+FROM UNNEST(@accepted_volumes) AS subject WITH OFFSET AS i;
+-- The data map version the open window is synced with (its hash, kept in run_id as 'schema' keeps
+-- its version): the guardrail asks for approval when a run brings another one.
+DELETE FROM ampkit_state WHERE key = 'data_map' AND @move_watermark AND run_id <> @data_map_version;
+INSERT INTO ampkit_state (key, value, run_id, updated_at)
+SELECT 'data_map', @finished_at, @data_map_version, @finished_at FROM (SELECT 1 AS one) AS x
+WHERE @move_watermark AND NOT EXISTS (SELECT 1 FROM ampkit_state WHERE key = 'data_map');
 DELETE FROM ampkit_state WHERE key = 'watermark' AND @move_watermark;
 INSERT INTO ampkit_state (key, value, run_id, updated_at)
 SELECT 'watermark', @watermark, @run_id, @finished_at FROM (SELECT 1 AS one) AS x WHERE @move_watermark;

@@ -27,9 +27,10 @@ WHERE a.loaded_at > @lookback_start AND a.loaded_at <= @window_end
   -- unless it is a dead letter being replayed (whose rows are never rolled up).
   AND (a.loaded_at >= @kept_from
        OR a.id IN (SELECT id FROM ampkit_dead_letters WHERE replayed_run_id IS NOT NULL));
--- The distinct (name, source) of the snapshot and their volumes: the data map decides per key.
-SELECT name, source, COUNT(*) AS row_count
+-- The distinct (name, source) of the snapshot and their volumes per loaded hour: the data map
+-- decides per key, the guardrail weighs the hours against their history.
+SELECT name, source, TIMESTAMP_TRUNC(loaded_at, HOUR) AS loaded_hour, COUNT(*) AS row_count
 FROM ampkit_pending
 WHERE run_id = @run_id
-GROUP BY name, source
-ORDER BY row_count DESC, name, source
+GROUP BY name, source, loaded_hour
+ORDER BY row_count DESC, name, source, loaded_hour
