@@ -1,6 +1,7 @@
 """The `ampkit` command: parses options, calls one library function, prints the result."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -11,7 +12,7 @@ import click
 
 from ampkit import config as configuration
 from ampkit import warehouse as warehouses
-from ampkit.errors import AmpkitError, RunnerError
+from ampkit.errors import HELD_EXIT, AmpkitError, RunnerError
 from ampkit.log import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -149,20 +150,28 @@ def status(obj):
 @click.option("--lookback-hours", type=int, help="Reach back this far for rows loaded late.")
 @click.option("--amplitude-url", help="Ingestion base URL, e.g. the sandbox ($AMPKIT_AMPLITUDE_URL).")
 @click.option("--endpoint", "amplitude_endpoint", type=click.Choice(["batch", "httpapi"]), help="Batch API (default) or HTTP V2.")
+@click.option("--accept-volume", "accept_volume", multiple=True, metavar="RULE|FAMILY",
+              help="Accept this rule's or family's volume departure for this run's window (recorded); 'all' for every one.")
 @click.pass_obj
 @handle_errors
-def sync(obj, start, end, dry_run, force, yes, as_json, progress, lookback_hours, amplitude_url, amplitude_endpoint):
-    """Send the new rows of amplitude_events to Amplitude (or backfill a range)."""
+def sync(obj, start, end, dry_run, force, yes, as_json, progress, lookback_hours, amplitude_url, amplitude_endpoint, accept_volume):
+    """Send the new rows of amplitude_events to Amplitude (or backfill a range).
+
+    Exit status: 0 sent (or nothing to send), 1 failed, 3 held by the volume guardrail."""
     from ampkit import sync as syncing
     config = obj.config(lookback_hours=lookback_hours, amplitude_url=amplitude_url, amplitude_endpoint=amplitude_endpoint)
     result = syncing.run(config, start=configuration.parse_time(start), end=configuration.parse_time(end),
-                         dry_run=dry_run, force=force, yes=yes, progress="none" if as_json else progress)
+                         dry_run=dry_run, force=force, yes=yes, progress="none" if as_json else progress,
+                         accept_volume=accept_volume)
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     else:
         click.echo(render_sync(result))
-    if result.status == "failed":
-        sys.exit(1)
+    if result.status in EXIT_CODES:
+        sys.exit(EXIT_CODES[result.status])
+
+
+EXIT_CODES = {"failed": 1, "held": HELD_EXIT}
 
 
 def render_sync(result) -> str:
@@ -177,7 +186,10 @@ def render_sync(result) -> str:
         lines.append(f"  rejected   {n:>10,}  {reason} (dead-letter table)")
     lines.append(f"  requests   {result.requests:>10,}  retries {result.retries:,}  in {result.duration_seconds:.1f}s  data map {result.data_map_version}")
     if result.error:
-        lines.append(f"  error: {result.error}")
+        lines.append(f"  {'held' if result.status == 'held' else 'error'}: {result.error}")
+    for warning in result.warnings:
+        if warning.startswith("guardrail"):
+            lines.append(f"  {warning}")
     return "\n".join(lines)
 
 
@@ -238,15 +250,70 @@ def datamap_check(obj, days, offline):
 @click.pass_obj
 @handle_errors
 def datamap_suggest(obj, days, threshold):
-    """Propose low_traffic exclusions from real volumes, with what each would drop per day."""
-    from ampkit import datamap as datamaps
+    """Propose low_traffic exclusions from real volumes: per day over the days with data, with when
+    each was last seen; never an event the sign-up funnel, retention or a routing example needs."""
+    from ampkit import datamap as datamaps, product, routing
     config = obj.config()
     m = datamaps.load(config.data_map or None)
-    suggestions = datamaps.suggest(m, _volumes(config, days), days, threshold)
-    if not suggestions:
-        click.echo(f"no event sent today is under {threshold:g}/day over the last {days} days")
+    rows = _daily(config, days)
+    have = len({r["day"] for r in rows})
+    volumes: dict = {}
+    for r in rows:
+        n, last = volumes.get((r["name"], r["source"]), (0, None))
+        volumes[(r["name"], r["source"])] = (n + r["row_count"], max(filter(None, (last, r["last_seen"])), default=None))
+    needed = product.depended_on(routing.load().topics)
+    suggestions = datamaps.suggest(m, [(n, s, c, last) for (n, s), (c, last) in volumes.items()], have, threshold, needed)
+    click.echo(f"rates per day over the {have} day(s) with data in the last {days}" + (" (fewer than asked)" if have < days else ""))
+    proposed = [s for s in suggestions if not s.needed_by]
+    if not proposed:
+        click.echo(f"no event sent today is under {threshold:g}/day")
+    for s in proposed:
+        click.echo(f"exclude {s.name:<45} ({s.source or '-'}): {s.per_day:8.2f}/day, last seen {_t(s.last_seen)}, "
+                   f"would drop {s.rows:,} rows over {have} days")
     for s in suggestions:
-        click.echo(f"exclude {s.name:<50} ({s.source or '-'}): {s.per_day:8.2f}/day, would drop {s.rows:,} rows over {days} days")
+        if s.needed_by:
+            click.echo(f"keep    {s.name:<45} ({s.source or '-'}): {s.per_day:8.2f}/day, needed by {s.needed_by}")
+
+
+@datamap.command("diff")
+@click.argument("maps", nargs=-1, type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 63))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def datamap_diff(obj, maps, days, as_json):
+    """What a data map change does to Amplitude, per rule and family, in events per day.
+
+    With NEW only: against the deployed map, as the ledger recorded what the runs sent; with OLD
+    NEW: both maps replayed over the last days of amplitude_events."""
+    from ampkit import datamap as datamaps, guardrail
+    if len(maps) > 2:
+        raise click.UsageError("give NEW, or OLD NEW")
+    config = obj.config()
+    new = datamaps.load(maps[-1])
+    old = datamaps.load(maps[0]) if len(maps) == 2 else None
+    result = guardrail.review(config, new, old, days)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), default=str))
+    else:
+        click.echo(str(result))
+
+
+@datamap.command("approve")
+@click.option("--note", default="", help="Why (recorded with the approval).")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 63))
+@click.pass_obj
+@handle_errors
+def datamap_approve(obj, note, days):
+    """Approve the configured data map's version after review: the guardrail lets its first run send."""
+    from ampkit import datamap as datamaps, guardrail
+    config = obj.config()
+    m = datamaps.load(config.data_map or None)
+    review = guardrail.review(config, m, None, days)
+    click.echo(str(review))
+    done = guardrail.approve(config, m, note or "; ".join(f"{s.kind} {s.key} {s.before:,.0f}->{s.after:,.0f}/day"
+                                                         for s in review.shifts if round(s.change))[:1000])
+    click.echo(f"data map {m.version} ({m.path}) {'approved' if done else 'was already approved'}")
 
 
 @datamap.command("import")
@@ -265,6 +332,13 @@ def datamap_import(csv_path, output):
         click.echo(f"wrote {output}")
     else:
         click.echo(text)
+
+
+def _daily(config, days):
+    now = config.clock()
+    with open_warehouse(config) as wh:
+        wh.check_table("amplitude_events")
+        return wh.run("datamap_daily", {"since": now - dt.timedelta(days=days), "until": now}).to_pylist()
 
 
 def _volumes(config, days):

@@ -28,6 +28,9 @@ KEY_FILE_SETTINGS = ("amplitude_api_key_file", "amplitude_secret_key_file")
 # Names that look like they carry a secret; refused as parameters and as ampkit.toml keys.
 SECRET_PATTERN = re.compile(r"(api[-_]?key|secret|passw(or)?d|token|credential|private[-_]?key|auth)", re.IGNORECASE)
 
+GUARDRAIL_MODES = ("hold", "warn", "off")
+MAX_GUARDRAIL_WEEKS = 8
+
 ENV_PREFIX = "AMPKIT_"
 CONFIG_FILE = "ampkit.toml"
 
@@ -62,6 +65,12 @@ class Config:
     dedup_horizon_days: int = 7
     # Days a row's own outcome is kept (then only its 15-minute counts); 0 = keep every row for ever.
     outcome_retention_days: int = 35
+    # The volume guardrail (docs/GUARDRAIL.md): "hold" a window whose events to send per rule or family
+    # leave the band around the same hour of the last weeks, "warn" only, or "off".
+    guardrail: str = "hold"
+    guardrail_band: float = 3.0      # a departure is more than this many times the baseline, or less than 1/this
+    guardrail_min_events: int = 50   # hours under this many events (seen or expected) never alarm
+    guardrail_weeks: int = 4         # weeks of history the baseline is the median of (1 to 8)
     export_lag_seconds: int = 7200   # Amplitude's export lag (2 h); the sandbox's is configurable
     lease_seconds: int = 3600
     min_id_length: int = 5
@@ -279,6 +288,15 @@ def _validate(c: Config) -> None:
         # Amplitude's insert_id dedup and the lookback the hourly run reads back over.
         raise ConfigError(f"outcome_retention_days ({c.outcome_retention_days}) must be more than dedup_horizon_days "
                           f"({c.dedup_horizon_days}) and more than a day beyond lookback_hours ({c.lookback_hours})")
+    if c.guardrail not in GUARDRAIL_MODES:
+        raise ConfigError(f"guardrail must be one of {', '.join(GUARDRAIL_MODES)}, got '{c.guardrail}'")
+    if c.guardrail_band <= 1:
+        raise ConfigError(f"guardrail_band must be more than 1 (3 holds a window at 3x or a third of its baseline), got {c.guardrail_band:g}")
+    if c.guardrail_min_events < 1:
+        raise ConfigError("guardrail_min_events must be at least 1")
+    if not 1 <= c.guardrail_weeks <= MAX_GUARDRAIL_WEEKS:
+        # The volume history keeps 63 days (ampkit_volumes' partition expiry): 8 weeks and a margin.
+        raise ConfigError(f"guardrail_weeks must be between 1 and {MAX_GUARDRAIL_WEEKS}, got {c.guardrail_weeks}")
     for url in (c.amplitude_url, c.amplitude_dashboard_url):
         if url and not re.match(r"^https?://[^\s/]+", url):
             raise ConfigError(f"'{url}' is not an http(s) URL")

@@ -12,7 +12,8 @@ AmpkitError                      base: every ampkit failure; the CLI prints it a
 │   ├── FatalAmplitudeError      stop the run: bad API key, a request ampkit built wrongly, 403
 │   └── RetryableAmplitudeError  429, 5xx, timeouts, dropped connections, non-JSON bodies
 ├── SyncError                    a run could not deliver its window (the watermark did not move)
-│   └── AccountingError          extracted != accepted + filtered + rejected: a bug, never ignored
+│   ├── AccountingError          extracted != accepted + filtered + rejected: a bug, never ignored
+│   └── HeldError                the guardrail held the window (the sync records `held`, sends nothing)
 ├── ReconcileError               reconciliation could not be computed
 └── RunnerError                  the scheduled notebook runner failed (papermill exit, timeout)
 ```
@@ -82,6 +83,23 @@ class RetryableAmplitudeError(AmplitudeError):
 
 class SyncError(AmpkitError):
     """Raised when a run ends with events undelivered; the watermark stays where it was."""
+
+
+# The exit status of a command (`ampkit sync`, a scheduled `ampkit run-notebook`) whose window was
+# held: not a failure, but a scheduler must see it, since the window waits for a person.
+HELD_EXIT = 3
+
+
+class HeldError(SyncError):
+    """The volume guardrail held the window: a departure from the baseline, or an unapproved data map.
+
+    Raised inside a run and turned into its `held` result, like LockedError into `skipped_locked`:
+    holding is the guardrail working, not a failure.
+    """
+
+    def __init__(self, verdict):
+        super().__init__(verdict.line())
+        self.verdict = verdict
 
 
 class AccountingError(SyncError):

@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 from ampkit import config as configuration
-from ampkit.errors import RunnerError, SecretError
+from ampkit.errors import HELD_EXIT, RunnerError, SecretError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class RunnerResult:
     """One scheduled run: where its record and report are, and how it ended."""
 
     name: str
-    status: str            # how the run ended: ok | dry_run | skipped_locked (as the notebook said) | failed | timeout
+    status: str            # how the run ended: ok | dry_run | skipped_locked | held (as the notebook said) | failed | timeout
     exit_code: int
     notebook_path: str
     report_path: str
@@ -130,6 +130,8 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
             nb = nbformat.read(executed, as_version=4)
             if code == 0:
                 status = reported_status(nb) or status
+                # A window held by the volume guardrail waits for a person: the scheduler must see it.
+                code = HELD_EXIT if status == "held" else code
             clean(nb, config, source, output)
             try:
                 _write(nb, output)

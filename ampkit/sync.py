@@ -27,11 +27,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ampkit import amplitude, datamap as datamaps, state
+from ampkit import amplitude, datamap as datamaps, guardrail, state
 from ampkit import warehouse as warehouses
 from ampkit.config import Config
 from ampkit.counts import Counts
-from ampkit.errors import AccountingError, AmpkitError, ConfigError, LockedError, SyncError, WarehouseError
+from ampkit.errors import AccountingError, AmpkitError, ConfigError, HeldError, LockedError, SyncError, WarehouseError
 from ampkit.progress import Progress
 from ampkit.sender import Chunk, Sender
 
@@ -89,7 +89,7 @@ class WindowResult(Counts):
 class SyncResult(Counts):
     """The result of one run, as `ampkit sync --json` prints it."""
 
-    status: str                     # ok | skipped_locked | dry_run | failed
+    status: str                     # ok | skipped_locked | held | dry_run | failed
     run_id: str
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
@@ -102,6 +102,8 @@ class SyncResult(Counts):
     events: list[dict] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     error: str = ""
+    # The volume guardrail's verdict on the open window (guardrail.Verdict.to_dict()), if it judged one.
+    guardrail: dict | None = None
 
     def absorb(self, w: WindowResult) -> None:
         self.windows.append(w)
@@ -125,6 +127,8 @@ class SyncResult(Counts):
             out["warnings"] = self.warnings
         if self.samples:
             out["samples"] = self.samples
+        if self.guardrail:
+            out["guardrail"] = {k: v for k, v in self.guardrail.items() if k != "hours"}
         if details and len(self.windows) > 1:
             out["windows"] = [{**w.totals(), "window_start": iso(w.window_start), "window_end": iso(w.window_end)}
                               for w in self.windows]
@@ -174,6 +178,8 @@ class Context:
     holder: str
     now: dt.datetime
     dry_run: bool = False
+    # Rules or families whose volume departure the operator accepted for this run (--accept-volume).
+    accept_volume: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,10 +206,13 @@ JOBS_PER_WINDOW = 3  # snapshot, deliver, checkpoint: a planned window needs no 
 
 def run(config: Config, *, start: dt.datetime | None = None, end: dt.datetime | None = None,
         dry_run: bool = False, force: bool = False, yes: bool = True, notebook_path: str = "",
-        progress: str = "auto", warehouse: warehouses.Warehouse | None = None) -> SyncResult:
+        progress: str = "auto", warehouse: warehouses.Warehouse | None = None,
+        accept_volume: tuple[str, ...] = ()) -> SyncResult:
     """Run the sync once (I/O): the open window from the watermark, or a backfill [start, end) of event time.
 
-    Returns the SyncResult; `status` is `skipped_locked` when another run holds the lease.
+    Returns the SyncResult; `status` is `skipped_locked` when another run holds the lease, and
+    `held` when the volume guardrail held the open window (`accept_volume` names the rules or
+    families whose departure the operator accepts for this run).
     Raises SyncError (the run is recorded as failed, the watermark unmoved) when events are left
     undelivered, and ConfigError for bad settings.
     """
@@ -215,7 +224,7 @@ def run(config: Config, *, start: dt.datetime | None = None, end: dt.datetime | 
         now = config.clock()
         data_map = datamaps.load(config.data_map or None)
         run_id = state.new_run_id(now)
-        ctx = Context(config, wh, data_map, run_id, state.holder_name(run_id), now, dry_run)
+        ctx = Context(config, wh, data_map, run_id, state.holder_name(run_id), now, dry_run, frozenset(accept_volume))
         return Run(ctx, notebook_path, progress).go(start, end, force, yes)
     finally:
         if own:
@@ -247,6 +256,8 @@ class Run:
         self.slice_rows = ctx.config.slice_rows or ctx.warehouse.slice_rows
         self.kept_from = EPOCH  # rows loaded earlier had their outcomes rolled up
         self.in_flight: Counts | None = None
+        self.begun: state.Begun | None = None
+        self.guard: guardrail.Guard | None = None
 
     # -- the run ------------------------------------------------------------------------------
     def go(self, start, end, force, yes) -> SyncResult:
@@ -267,6 +278,11 @@ class Run:
                 self.result.status = "dry_run" if ctx.dry_run else "ok"
                 if not ctx.dry_run:
                     self._roll_up(begun)
+            except HeldError as exc:
+                # The guardrail working, not a failure: the window waits, unsent, for a person.
+                self.result.status, self.result.error = "held", exc.verdict.line()
+                self.result.guardrail = exc.verdict.to_dict()
+                logger.error("held: %s", self.result.error)
             except BaseException as exc:
                 self.result.status = "failed"
                 if self.in_flight is not None:  # extracted, and maybe sent and accepted, not recorded
@@ -335,6 +351,7 @@ class Run:
 
     def _deliver_all(self, begun: state.Begun, start, end, force, yes) -> None:
         ctx = self.ctx
+        self.begun = begun
         self.kept_from = begun.kept_from or EPOCH
         windows = self.plan(begun, start, end, force, yes)
         if not windows:
@@ -408,6 +425,7 @@ class Run:
         w = WindowResult(window_start=a, window_end=b)
         # In the run's result from the start, so a run that fails in it records the window it was in.
         self.result.absorb(w)
+        self.guard = self._guard(window)
         slices = self._slices(window)
         for k, part in enumerate(slices):
             last = k == len(slices) - 1
@@ -439,6 +457,35 @@ class Run:
         slices.append(window.slice(start, window.event_end, rows, size))
         return slices
 
+    def _guard(self, window: Window) -> guardrail.Guard | None:
+        """The volume guardrail over an open window (one query: the history of its hours); a backfill
+        is a deliberate send, costed and confirmed before it starts, and is not weighed."""
+        ctx, band = self.ctx, guardrail.Band.of(self.ctx.config)
+        if window.backfill or band.mode == "off":
+            return None
+        hour_from = window.start.replace(minute=0, second=0, microsecond=0)
+        hour_to = window.end.replace(minute=0, second=0, microsecond=0) + HOUR
+        history = ctx.warehouse.run("guardrail_history", {"hour_from": hour_from, "hour_to": hour_to,
+                                                          "weeks": band.weeks}).to_pylist()
+        return guardrail.Guard(band, ctx.data_map, history, window.end, self.begun.deployed_map,
+                               self.begun.map_approved, ctx.accept_volume)
+
+    def _judge(self, rows: list[dict], part: Window) -> guardrail.Verdict:
+        """Weigh a slice's rows; hold the window (discarding the snapshot) when the guardrail says so."""
+        ctx = self.ctx
+        verdict = self.guard.add(rows, final=part.move_watermark)
+        self.result.guardrail = verdict.to_dict()
+        if verdict.holds and not ctx.dry_run:
+            ctx.warehouse.run("sync_discard", {"run_id": ctx.run_id})
+            raise HeldError(verdict)
+        line = verdict.line()
+        if line and part.move_watermark and (ctx.dry_run or verdict.mode == "warn"):
+            self.result.warnings.append(f"guardrail{' (dry run: would hold)' if verdict.mode == 'hold' else ''}: {line}")
+            logger.warning("%s", self.result.warnings[-1])
+        for d in verdict.accepted if part.move_watermark else ():
+            logger.warning("guardrail: accepted for this window: %s", d)
+        return verdict
+
     def _memory_cap(self, part: Window) -> str | None:
         """DuckDB's memory limit while a slice holds the warehouse (None: no cap)."""
         rows, size = part.rows or 0, part.text_bytes
@@ -449,12 +496,15 @@ class Run:
     # -- per slice: snapshot -> deliver -> checkpoint -------------------------------------------
     def _slice(self, part: Window, small: bool) -> Counts:
         ctx = self.ctx
-        keys = ctx.warehouse.run("sync_snapshot", {"run_id": ctx.run_id, "kept_from": self.kept_from,
+        rows = ctx.warehouse.run("sync_snapshot", {"run_id": ctx.run_id, "kept_from": self.kept_from,
                                                    **part.params()}).to_pylist()
+        keys = _keys(rows)
+        decisions = self._decide(keys)
+        verdict = self._judge(rows, part) if self.guard else None
         counts = Counts(extracted=sum(k["row_count"] for k in keys))
         self.in_flight = counts  # what a failed run records of the slice it failed in
         params = {**extract_params(ctx.config, ctx.run_id, ctx.now, part.lookback_start, part.end),
-                  **state.rule_params(self._decide(keys))}
+                  **state.rule_params(decisions)}
         rejects = self._send(params, counts, small)
         if ctx.dry_run:
             outcomes = ctx.warehouse.run("sync_resolve", {"run_id": ctx.run_id, "start_time": params["start_time"],
@@ -466,7 +516,7 @@ class Run:
             counts.check("dry run")
             self.in_flight = None
             return counts
-        outcomes = self._checkpoint(part, params, counts, rejects)
+        outcomes = self._checkpoint(part, params, counts, rejects, verdict)
         accepted_by_amplitude = counts.accepted
         counts.settle(outcomes)
         if counts.accepted != accepted_by_amplitude:  # checked in the transaction too; this says it in Python's words
@@ -535,12 +585,19 @@ class Run:
             self.bar.update(batch.num_rows)
         return rejects
 
-    def _checkpoint(self, part: Window, params: dict, counts: Counts, rejects: list[dict]) -> list[dict]:
-        """Record the slice's outcomes, dead letters, counts and watermark in one transaction (I/O)."""
+    def _checkpoint(self, part: Window, params: dict, counts: Counts, rejects: list[dict],
+                    verdict: guardrail.Verdict | None) -> list[dict]:
+        """Record the slice's outcomes, dead letters, counts, volumes, accepted departures and the
+        watermark in one transaction (I/O)."""
         ctx = self.ctx
+        # Accepted departures are recorded with the slice that closes the window, once.
+        accepted = verdict.accepted if verdict and part.move_watermark else []
         finalize = {"run_id": ctx.run_id, "finished_at": ctx.config.clock(), "start_time": params["start_time"],
                     "watermark": part.end, "move_watermark": part.move_watermark, "name": state.LEASE_NAME,
                     "holder": ctx.holder, "extracted": counts.extracted, "accepted": counts.accepted,
+                    "window_start": part.start, "data_map_version": ctx.data_map.version,
+                    "approved_by": state.operator(), "accepted_volumes": [d.key for d in accepted],
+                    "accepted_notes": [str(d) for d in accepted],
                     **state.reject_params(ctx.warehouse, ctx.run_id, rejects)}
         with self.lease.quiet():
             finalize["expires_at"] = state.wall_clock() + dt.timedelta(seconds=ctx.config.lease_seconds)
@@ -553,6 +610,15 @@ class Run:
                 raise
             ctx.warehouse.note_lease(state.LEASE_NAME, ctx.holder, finalize["expires_at"])
         return outcomes
+
+
+def _keys(rows: list[dict]) -> list[dict]:
+    """The snapshot's rows per (name, source, loaded hour) as rows per (name, source), largest first (pure)."""
+    tally: collections.Counter = collections.Counter()
+    for r in rows:
+        tally[(r["name"], r["source"])] += r["row_count"]
+    return [{"name": n, "source": s, "row_count": c}
+            for (n, s), c in sorted(tally.items(), key=lambda kv: (-kv[1], kv[0][0] or "", kv[0][1] or ""))]
 
 
 def pack(hours: list[dict], start: dt.datetime, end: dt.datetime, rows: int, size: int) -> list[Window]:
