@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import fnmatch
 import hashlib
 import io
@@ -22,7 +23,7 @@ import logging
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import yaml
 
@@ -234,23 +235,29 @@ def check(data_map: DataMap, seen: Iterable[tuple[str, str | None, int]] = ()) -
 
 @dataclasses.dataclass(frozen=True)
 class Suggestion:
-    """A proposed low_traffic exclusion: the event, its rows per day, and what it would drop."""
+    """A proposed low_traffic exclusion: the event, its rows, per day over the days with data, when
+    it was last seen, and, when it is not proposed after all, the analysis that needs it."""
 
     name: str
     source: str | None
     rows: int
     per_day: float
+    last_seen: dt.datetime | None = None
+    needed_by: str = ""
 
 
-def suggest(data_map: DataMap, volumes: Iterable[tuple[str, str | None, int]], days: int,
-            threshold_per_day: float) -> list[Suggestion]:
-    """Events now sent whose volume is under `threshold_per_day` over `days` days (pure)."""
+def suggest(data_map: DataMap, volumes: Iterable[tuple[str, str | None, int, dt.datetime | None]], days: int,
+            threshold_per_day: float, needed: Mapping[str, str] | None = None) -> list[Suggestion]:
+    """Events now sent whose volume is under `threshold_per_day` over `days`, the days that have data
+    (not the days asked for: two weeks of data are not four weeks of traffic). An event an analysis
+    depends on (`needed`: name -> which analysis) comes back with `needed_by` set, not proposed (pure)."""
+    needed = needed or {}
     out = []
-    for name, source, rows in volumes:
+    for name, source, rows, last_seen in volumes:
         per_day = rows / max(days, 1)
         if per_day < threshold_per_day and data_map.decide(name, source).sends:
-            out.append(Suggestion(name, source, rows, per_day))
-    return sorted(out, key=lambda s: (s.per_day, s.name))
+            out.append(Suggestion(name, source, rows, per_day, last_seen, needed.get(name, "")))
+    return sorted(out, key=lambda s: (bool(s.needed_by), s.per_day, s.name))
 
 
 def from_spreadsheet(text: str) -> str:

@@ -28,9 +28,34 @@ SIGNUP_FUNNEL = ("ViewSignUp", "SignupInitiated", "SignUpSucceeded", "ViewPostSi
 # user_definitions.md, 2022-05-31). Batch changes and insights were still to be decided.
 ACTIVE_EVENTS = ("SearchSubmitted", "SearchResultsFetched", "CodeMonitorEmailLinkClicked", "SavedSearchNotificationSent",
                  "SavedSearchEmailClicked", "ViewBlob", "ViewRepository", "ViewTree", "ViewSearchNotebookPage", "hover")
+# Around the funnel's steps: the sign-up CTAs before step 1, the other ways a sign-up starts
+# (step 2) and the other outcomes of step 3, which the funnel's variants and its drop-off analysis use.
+SIGNUP_FUNNEL_ALSO = ("SearchResultResultsCTAShown", "SignUpPLGSearchCTA_1_Search", "SignUpPLGMonitor_0_Tour",
+                      "SearchNotebooksSignUpToCreateNotebooksClick", "ExternalAuthSignupClicked", "InitiateSignUp",
+                      "SignUpFailed", "ExternalAuthSignupSucceeded", "ExternalAuthSignupFailed")
+# The 2021 activation-qualifying events (handbook user_definitions.md, 2021-07-09).
+ACTIVATION_EVENTS = ("SearchSubmitted", "findReferences", "goToDefinition")
 # onboarding_funnel.sql unrolls its chain of steps this many times.
 MAX_FUNNEL_STEPS = 10
 DAY_SECONDS = 86_400
+
+
+def depended_on(topics: Iterable = ()) -> dict[str, str]:
+    """Event name -> the analysis that needs it in Amplitude: the sign-up funnel, the Active (Cloud)
+    retention definition, activation, and the routing table's examples (`routing.Topic.events`) (pure)."""
+    needs: dict[str, str] = {}
+    for i, name in enumerate(SIGNUP_FUNNEL, start=1):
+        needs.setdefault(name, f"the sign-up funnel (step {i})")
+    for name in SIGNUP_FUNNEL_ALSO:
+        needs.setdefault(name, "the sign-up funnel (its variants and drop-offs)")
+    for name in ACTIVE_EVENTS:
+        needs.setdefault(name, "the Active (Cloud) retention definition")
+    for name in ACTIVATION_EVENTS:
+        needs.setdefault(name, "the activation definition")
+    for topic in topics:
+        for name in topic.events:
+            needs.setdefault(name, f"the routing table's example for '{topic.topic}'")
+    return needs
 
 
 def local_range(zone: ZoneInfo, start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:

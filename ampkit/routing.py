@@ -25,7 +25,7 @@ from ampkit.errors import AmpkitError, ConfigError
 ENV_VAR = "AMPKIT_ROUTING"
 DEFAULT_FILE = "routing.yaml"
 TOP_KEYS = {"version", "tools", "looker_only", "topics"}
-TOPIC_KEYS = {"id", "topic", "tool", "why", "example", "keywords", "link"}
+TOPIC_KEYS = {"id", "topic", "tool", "why", "example", "keywords", "link", "events"}
 TOPIC_REQUIRED = ("topic", "tool", "why", "example")
 TOOL_KEYS = {"link", "why"}
 SOURCE_KEYS = {"id", "what", "where"}
@@ -60,6 +60,7 @@ class Topic:
     example: str
     keywords: tuple[str, ...] = ()
     link: str = ""
+    events: tuple[str, ...] = ()   # the events its example needs in the tool (kept by `datamap suggest`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,10 +143,12 @@ def merge(docs: Iterable[tuple[dict, str]]) -> Routing:
         if raw["tool"] not in built_tools:
             raise ConfigError(f"routing topic '{tid}': tool '{raw['tool']}' is not one of {sorted(built_tools)}")
         keywords = raw.get("keywords") or []
-        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
-            raise ConfigError(f"routing topic '{tid}': keywords must be a list of words")
+        events = raw.get("events") or []
+        for name, value in (("keywords", keywords), ("events", events)):
+            if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+                raise ConfigError(f"routing topic '{tid}': {name} must be a list of words")
         built_topics.append(Topic(tid, str(raw["topic"]), raw["tool"], str(raw["why"]).strip(), str(raw["example"]).strip(),
-                                  tuple(keywords), _link(raw.get("link"), f"topic '{tid}'")))
+                                  tuple(keywords), _link(raw.get("link"), f"topic '{tid}'"), tuple(events)))
     if not built_topics:
         raise ConfigError("the routing table has no topics")
     built_sources = tuple(Source(sid, str(raw.get("what", sid)), str(raw.get("where", ""))) for sid, raw in sources.items())

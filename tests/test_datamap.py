@@ -94,8 +94,9 @@ def test_shipped_map_is_valid_and_covers_the_catalogue():
 
 def test_suggest_low_traffic():
     m = datamap.parse(BASE)
-    out = datamap.suggest(m, [("SearchSubmitted", "WEB", 7000), ("ViewRare", "WEB", 14), ("X", "BACKEND", 1)], 7, 10)
-    assert [(s.name, s.per_day) for s in out] == [("ViewRare", 2.0)]
+    out = datamap.suggest(m, [("SearchSubmitted", "WEB", 7000, None), ("ViewRare", "WEB", 14, None), ("X", "BACKEND", 1, None),
+                              ("SignUpFailed", "WEB", 7, None)], 7, 10, {"SignUpFailed": "the sign-up funnel"})
+    assert [(s.name, s.per_day, s.needed_by) for s in out] == [("ViewRare", 2.0, ""), ("SignUpFailed", 1.0, "the sign-up funnel")]
 
 
 def test_import_spreadsheet_round_trips():
