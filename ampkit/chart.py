@@ -106,6 +106,78 @@ CAUSE_COLORS = {"before_start": "#6c757d", "not_staged": "#8ecae6", "not_synced"
                 "export_lag": "#ffb703", "amplitude_only": "#d62828", "duplicated": "#f77f00", "unexplained": "#000000"}
 
 
+BAND_COLORS = {"band": "rgba(42, 157, 143, 0.18)", "inside": "#2a9d8f", "outside": "#e76f51", "expected": "#264653"}
+
+
+def _band_grid(frame: pd.DataFrame, x: str, title: str, x_title: str, empty: str) -> go.Figure:
+    """One small panel per rule or family: the band (shaded), the baseline (dashed) and what was seen
+    (green inside the band, red outside)."""
+    if frame.empty:
+        fig = go.Figure()
+        fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=220)
+        return fig
+    keys = sorted(frame["key"].unique())
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys, shared_xaxes=False)
+    for i, key in enumerate(keys):
+        part = frame[frame["key"] == key].sort_values(x)
+        r, c = i // cols + 1, i % cols + 1
+        banded = part.dropna(subset=["low"])
+        if not banded.empty:
+            fig.add_scatter(x=banded[x], y=banded["high"], mode="lines", line_width=0, showlegend=False,
+                            hoverinfo="skip", row=r, col=c)
+            fig.add_scatter(x=banded[x], y=banded["low"], mode="lines", line_width=0, fill="tonexty",
+                            fillcolor=BAND_COLORS["band"], name="band", showlegend=i == 0, hoverinfo="skip", row=r, col=c)
+            fig.add_scatter(x=banded[x], y=banded["expected"], mode="lines", line=dict(dash="dash", color=BAND_COLORS["expected"]),
+                            name="baseline", showlegend=i == 0, row=r, col=c)
+        outside = part["outside"].fillna(False).astype(bool)
+        fig.add_scatter(x=part[x], y=part["seen"], mode="markers+lines", name="seen", showlegend=i == 0,
+                        marker=dict(size=8, color=[BAND_COLORS["outside"] if o else BAND_COLORS["inside"] for o in outside]),
+                        line=dict(color=BAND_COLORS["inside"], width=1), row=r, col=c)
+    fig.update_layout(title=title, height=230 * rows + 80, legend_orientation="h")
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text="events", rangemode="tozero")
+    return fig
+
+
+def guardrail_bands(result) -> go.Figure:
+    """The run's events to send per family and loaded hour, against the band of the same hours of
+    the last weeks (the volume guardrail's view of the window)."""
+    hours = [h for h in ((result.guardrail or {}).get("hours") or []) if h["kind"] == "family"]
+    frame = pd.DataFrame(hours, columns=["kind", "key", "hour", "expected", "low", "high", "seen", "weeks", "complete", "departs"])
+    frame["outside"] = frame["departs"]
+    empty = ("no guardrail verdict: a backfill, the guardrail off, or no history for these hours yet"
+             if not result.guardrail else "no week of history for these hours yet: the guardrail learns from this run")
+    return _band_grid(frame, "hour", "Events to send per family and loaded hour, against the same hours of the last weeks",
+                      "loaded hour (UTC)", empty)
+
+
+def map_review(result, diff):
+    """What the run's data map changes against the deployed one, per rule and family in events per
+    day (`ampkit datamap diff`'s table), or a line saying the map is the deployed one."""
+    from IPython.display import Markdown
+    if diff is None:
+        return Markdown(f"Data map version `{result.data_map_version}` is the deployed one: nothing to review.")
+    changed = diff.frame()
+    changed = changed[changed["change/day"] != 0]
+    if changed.empty:
+        return Markdown(f"Data map `{diff.new}` is new, but over {diff.days} day(s) it sends what `{diff.old}` sent.")
+    return changed.style.hide(axis="index").format(precision=1, thousands=",").set_caption(
+        f"Data map {diff.old} -> {diff.new}: events per day to Amplitude over {diff.days} day(s)")
+
+
+def family_bands(rec) -> go.Figure:
+    """Per family and day, events in Amplitude against the band from the days before (a family that
+    vanished or flooded is red)."""
+    frame = pd.DataFrame(rec.families, columns=["day", "family", "seen", "expected", "low", "high"]).rename(columns={"family": "key"})
+    frame[["seen", "expected", "low", "high"]] = frame[["seen", "expected", "low", "high"]].astype(float)
+    frame["outside"] = (frame["seen"] < frame["low"]) | (frame["seen"] > frame["high"])
+    return _band_grid(frame, "day", "Events in Amplitude per family and day, against the band from the days before",
+                      f"day ({rec.time_zone})", "no family had events in Amplitude in this range")
+
+
 def anomalies_table(rec) -> pd.DataFrame:
     """Anomalies first, then every row that is not ok: what a person must look at."""
     rows = [{"severity": a.severity, "kind": a.kind, "day": a.day, "event": a.name, "events": a.count, "what": a.message}

@@ -21,6 +21,7 @@ import datetime as dt
 import decimal
 import json
 import logging
+import statistics
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from ampkit import datamap as datamaps, state, warehouse as warehouses
+from ampkit import catalogue, datamap as datamaps, state, warehouse as warehouses
 from ampkit.config import Config
 from ampkit.errors import AmplitudeError, ConfigError, ReconcileError
 
@@ -50,6 +51,9 @@ class Tolerance:
     pct: float = 0.005
     recent_factor: float = 4.0
     recent_hours: int = 48
+    # A family flooding or vanishing: the guardrail's band and floor (guardrail_band, guardrail_min_events).
+    family_factor: float = 3.0
+    family_floor: int = 50
 
     def band(self, expected: int, recent: bool) -> float:
         band = max(self.floor, self.pct * expected)
@@ -119,6 +123,8 @@ class Reconciliation:
     data_map_version: str
     checks: list[str] = dataclasses.field(default_factory=list)
     recent_hours: list[dict] = dataclasses.field(default_factory=list)   # per UTC hour, the last 48 hours
+    # Per (day, family): events in Amplitude against the band from the days before (`_families`).
+    families: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -153,7 +159,8 @@ class Reconciliation:
             d["causes"] = r.causes()
             rows.append(d)
         recent = [{**h, "hour": h["hour"].isoformat()} for h in self.recent_hours]
-        return {"summary": self.summary(), "rows": rows, "recent_hours": recent}
+        families = [{**f, "day": f["day"].isoformat()} for f in self.families]
+        return {"summary": self.summary(), "rows": rows, "recent_hours": recent, "families": families}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Reconciliation":
@@ -163,8 +170,10 @@ class Reconciliation:
                 for r in data["rows"]]
         s = data["summary"]
         recent = [{**h, "hour": dt.datetime.fromisoformat(h["hour"])} for h in data.get("recent_hours", [])]
+        families = [{**f, "day": dt.date.fromisoformat(f["day"])} for f in data.get("families", [])]
         return cls(dt.date.fromisoformat(s["start"]), dt.date.fromisoformat(s["end"]), s["time_zone"], rows,
-                   [Anomaly(**a) for a in s["anomalies"]], s["data_map_version"], list(s.get("checks", [])), recent)
+                   [Anomaly(**a) for a in s["anomalies"]], s["data_map_version"], list(s.get("checks", [])), recent,
+                   families)
 
     def frame(self):
         """The rows as a DataFrame, problems first (for the notebook)."""
@@ -259,6 +268,8 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
             x.notes.append(f"{x.unexplained:+} events unexplained")
 
     anomalies = _anomalies(rows, hourly, leaks, tolerance, data_map, map_versions or [], now)
+    family_anomalies, families = _families(rows, hourly, ZoneInfo(time_zone), tolerance, map_versions or [])
+    anomalies += family_anomalies
     checks = []
     if segmentation:
         anomaly, note = _time_zone_check(segmentation, hourly, time_zone, start, end, tolerance)
@@ -267,7 +278,7 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
             anomalies.append(anomaly)
     ordered = sorted(rows.values(), key=lambda r: (r.day, r.name))
     return Reconciliation(start, end, time_zone, ordered, anomalies, data_map.version, checks,
-                          _recent_hours(hourly, now, tolerance.recent_hours))
+                          _recent_hours(hourly, now, tolerance.recent_hours), families)
 
 
 def _recent_hours(hourly: list[dict], now: dt.datetime, hours: int) -> list[dict]:
@@ -319,11 +330,91 @@ def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions
             if r.day > sent_days[0] and r.accepted == 0 and r.filtered and r.looker > tolerance.floor:
                 rule = max(r.filtered, key=r.filtered.get)
                 change = _version_note(map_versions, r.day)
-                out.append(Anomaly("family_vanished", "fail",
+                out.append(Anomaly("event_vanished", "fail",
                                    f"'{name}' was sent until {max(d for d in sent_days if d < r.day)} and from {r.day} is filtered by rule '{rule}'{change}: check the data map",
                                    str(r.day), name, r.filtered[rule]))
                 break
     return out
+
+
+def _families(rows, hourly, zone: ZoneInfo, tolerance: Tolerance, map_versions: list[dict]) -> tuple[list[Anomaly], list[dict]]:
+    """Event families (the catalogue's areas) that vanished from Amplitude or flooded it, and each
+    family's days against its band, for the report's chart (pure).
+
+    Amplitude's own hourly counts (or what was accepted, for hours still inside its export lag) are
+    compared per family with the same hours of the earlier days in range: the median of each hour of
+    the day over the earlier days that have data at that hour, so a partial day or a quiet night is
+    weighed against its own hours. Only hours in which some event reached Amplitude count, so a
+    pause of the whole pipeline is the freshness check's, not a vanished family. A family vanished
+    when it stays under 1/factor of that for the rest of the range, and flooded over factor times.
+    """
+    sent: collections.Counter = collections.Counter()
+    active: set[dt.datetime] = set()
+    for h in hourly:
+        n = max(h["amplitude"], h["accepted_recent"])
+        if n > 0:
+            sent[(catalogue.family(h["name"] or ""), h["hour"])] += n
+            active.add(h["hour"])
+    days: dict[dt.date, list[dt.datetime]] = collections.defaultdict(list)
+    for hour in active:
+        days[hour.astimezone(zone).date()].append(hour)
+    looker: collections.Counter = collections.Counter()
+    filtered: dict[tuple, collections.Counter] = collections.defaultdict(collections.Counter)
+    for (day, name), x in rows.items():
+        looker[(catalogue.family(name or ""), day)] += x.looker
+        filtered[(catalogue.family(name or ""), day)].update(x.filtered)
+    ordered = sorted(days)
+    out, series = [], []
+    for family in sorted({f for f, _ in sent}):
+        judged = []  # (day, expected, seen)
+        for k, day in enumerate(ordered):
+            expected = 0.0
+            for hour in days[day]:
+                earlier = [hour - (day - d) for d in ordered[:k]]
+                history = [sent[(family, h)] for h in earlier if h in active]
+                if history:
+                    expected += statistics.median(history)
+            seen = sum(sent[(family, h)] for h in days[day])
+            if k:
+                judged.append((day, expected, seen))
+            series.append({"day": day, "family": family, "seen": seen, "expected": expected if k else None,
+                           "low": expected / tolerance.family_factor if k else None,
+                           "high": expected * tolerance.family_factor if k else None})
+        factor, floor = tolerance.family_factor, tolerance.family_floor
+        low = [i for i, (_, e, n) in enumerate(judged) if e >= floor and n < e / factor]
+        first = next((i for i in low if all(j in low or judged[j][1] < floor for j in range(i, len(judged)))), None)
+        if first is not None:
+            day, expected, seen = judged[first]
+            rules = filtered[(family, day)]
+            cause = (f"kept out by rule '{rules.most_common(1)[0][0]}' ({sum(rules.values()):,} events filtered that day)"
+                     if rules and sum(rules.values()) >= expected / factor else
+                     f"the warehouse has {looker[(family, day)]:,} of its events that day: an upstream drop")
+            out.append(Anomaly("family_vanished", "fail",
+                               f"family '{family}' vanished from Amplitude on {day}: {seen:,} events against {expected:,.0f} "
+                               f"expected from the days before; {cause}{_in_force(map_versions, day, zone)}",
+                               str(day), family, int(expected - seen)))
+        flood = next(((d, e, n) for d, e, n in judged if n > e * factor and n >= floor), None)
+        if flood is not None:
+            day, expected, seen = flood
+            out.append(Anomaly("family_flood", "fail",
+                               f"family '{family}' flooded Amplitude on {day}: {seen:,} events against {expected:,.0f} expected "
+                               f"from the days before{_in_force(map_versions, day, zone)}: check the data map and the source",
+                               str(day), family, int(seen - expected)))
+    return out, series
+
+
+def _in_force(map_versions: list[dict], day: dt.date, zone: ZoneInfo) -> str:
+    """', data map version V in force (since T)' for the end of `day`, from the runs that used it."""
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.timezone.utc)
+    used = [v for v in map_versions if v["first_used"] and _aware(v["first_used"]) < end]
+    if not used:
+        return ""
+    v = max(used, key=lambda v: _aware(v["first_used"]))
+    return f"; data map version {v['data_map_version']} in force (since {_aware(v['first_used']):%Y-%m-%d %H:%M} UTC)"
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
 
 
 def _version_note(map_versions: list[dict], day: dt.date) -> str:
@@ -387,6 +478,8 @@ def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = 
     if end < start:
         raise ReconcileError(f"end {end} is before start {start}")
     from ampkit.dashboard import Dashboard
+    # A family flooding or vanishing is judged with the guardrail's band, so the two agree.
+    tolerance = dataclasses.replace(tolerance, family_factor=config.guardrail_band, family_floor=config.guardrail_min_events)
     zone = config.zone
     now = config.clock()
     start_ts = dt.datetime.combine(start, dt.time(), zone).astimezone(dt.timezone.utc)
