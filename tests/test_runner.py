@@ -1,6 +1,7 @@
 """Scheduled notebook runs: papermill executes the real notebooks against the sandbox and DuckDB."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -55,8 +56,11 @@ def test_hourly_sync_run_leaves_a_record_with_table_and_charts(kernel_env, seede
     html_tables = tables(nb)
     assert any("extracted" in t and "accepted" in t and "codeintel_deny_list" in t for t in html_tables)
     figures = [o for o in outputs(nb) if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 2
-    bars = figures[0]["data"]["application/vnd.plotly.v1+json"]["data"]
+    assert len(figures) == 3
+    # The first run on this warehouse: the guardrail has no history yet, and says so.
+    band = figures[0]["data"]["application/vnd.plotly.v1+json"]["layout"]
+    assert "no week of history for these hours yet" in band["annotations"][0]["text"]
+    bars = figures[1]["data"]["application/vnd.plotly.v1+json"]["data"]
     assert {"accepted", "filtered: backend"} <= {b["name"] for b in bars}
     assert nb.metadata["papermill"]["input_path"] == "notebooks/hourly_sync.ipynb"
     # No path of the machine it ran on, beyond the settings it ran with (the test's warehouse is in /tmp).
@@ -97,6 +101,25 @@ def test_a_dry_run_record_shows_what_it_would_send_per_rule_per_event_and_as_pay
     assert sandbox.control.stats()["requests"] == 0
     with warehouses.open(seeded) as wh:
         assert state.runs(wh, 1)[0]["status"] == "dry_run" and state.watermark(wh) is None
+
+
+def test_a_run_on_an_unapproved_data_map_is_held_exits_3_and_its_record_shows_the_review(kernel_env, seeded, monkeypatch, tmp_path):
+    from importlib import resources
+    first = runner.run("hourly_sync", {}, config=configuration.load({"now": NOW - dt.timedelta(hours=1)}))
+    assert first.status == "ok"
+    shipped = resources.files("ampkit.resources").joinpath("datamap.yaml").read_text()
+    edited = tmp_path / "datamap.yaml"
+    edited.write_text(shipped.replace("  - id: product_ui\n    action: send\n", "  - id: product_ui\n    action: exclude\n    reason: low_traffic\n", 1))
+    monkeypatch.setenv("AMPKIT_DATA_MAP", str(edited))
+    held = runner.run("hourly_sync", {}, config=configuration.load({"now": NOW}))
+    assert held.status == "held" and held.exit_code == 3
+    nb = nbformat.read(held.notebook_path, as_version=4)
+    text = json.dumps([o for o in outputs(nb)])
+    assert "is not approved and changes what reaches Amplitude" in text
+    review = [t for t in tables(nb) if "events/day before" in t]
+    assert review and "product_ui" in review[0]
+    with warehouses.open(seeded) as wh:
+        assert state.runs(wh, 1)[0]["status"] == "held" and state.watermark(wh) == NOW - dt.timedelta(hours=1)
 
 
 def test_a_failed_run_fails_the_notebook_and_the_next_run_resends(kernel_env, seeded, sandbox):
