@@ -367,13 +367,15 @@ def _families(rows, hourly, zone: ZoneInfo, tolerance: Tolerance, map_versions: 
     out, series = [], []
     for family in sorted({f for f, _ in sent}):
         judged = []  # (day, expected, seen)
+        per_hour: dict[dt.datetime, float] = {}
         for k, day in enumerate(ordered):
             expected = 0.0
             for hour in days[day]:
                 earlier = [hour - (day - d) for d in ordered[:k]]
                 history = [sent[(family, h)] for h in earlier if h in active]
                 if history:
-                    expected += statistics.median(history)
+                    per_hour[hour] = statistics.median(history)
+                    expected += per_hour[hour]
             seen = sum(sent[(family, h)] for h in days[day])
             if k:
                 judged.append((day, expected, seen))
@@ -385,14 +387,21 @@ def _families(rows, hourly, zone: ZoneInfo, tolerance: Tolerance, map_versions: 
         first = next((i for i in low if all(j in low or judged[j][1] < floor for j in range(i, len(judged)))), None)
         if first is not None:
             day, expected, seen = judged[first]
+            # When it started: the hour after the last one, up to that day's end, still in its band.
+            day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.timezone.utc)
+            hours = sorted(h for h in active if h < day_end)
+            fine = [h for h in hours if per_hour.get(h) and sent[(family, h)] >= per_hour[h] / factor]
+            start = next((h for h in hours if h > fine[-1]), hours[-1]) if fine else hours[0]
             rules = filtered[(family, day)]
             cause = (f"kept out by rule '{rules.most_common(1)[0][0]}' ({sum(rules.values()):,} events filtered that day)"
                      if rules and sum(rules.values()) >= expected / factor else
                      f"the warehouse has {looker[(family, day)]:,} of its events that day: an upstream drop")
+            since = start.astimezone(zone)
             out.append(Anomaly("family_vanished", "fail",
-                               f"family '{family}' vanished from Amplitude on {day}: {seen:,} events against {expected:,.0f} "
-                               f"expected from the days before; {cause}{_in_force(map_versions, day, zone)}",
-                               str(day), family, int(expected - seen)))
+                               f"family '{family}' vanished from Amplitude from {since:%Y-%m-%d %H}:00 ({zone.key}): on {day}, "
+                               f"{seen:,} events against {expected:,.0f} expected from the days before; {cause}"
+                               f"{_in_force(map_versions, since.date(), zone)}",
+                               str(since.date()), family, int(expected - seen)))
         flood = next(((d, e, n) for d, e, n in judged if n > e * factor and n >= floor), None)
         if flood is not None:
             day, expected, seen = flood

@@ -66,6 +66,15 @@ def world(template, tmp_path, make_config, sandbox):
             with warehouses.open(url) as wh, wh.connect() as con:
                 return con.execute(query, params or {}).fetchall()
 
+        def history_in_amplitude(self, since: dt.datetime) -> None:
+            """Put the template's accepted events since `since` into this test's Amplitude (the
+            template synced them to a sandbox of its own), as the runs had sent them."""
+            rows = self.sql("SELECT d.insert_id, d.name, d.event_time, d.source, a.device_id FROM ampkit_deliveries AS d "
+                            "JOIN amplitude_events AS a ON a.id = d.id WHERE d.outcome = 'accepted' AND d.event_time >= $t",
+                            {"t": since})
+            sandbox.control.seed_events([{"event_type": n, "time": int(t.timestamp() * 1000), "insert_id": i,
+                                          "platform": src, "device_id": dev or f"device-{i}"} for i, n, t, src, dev in rows])
+
         def in_amplitude(self) -> tuple[int, int]:
             """(events Amplitude stores, events it received again with a known insert_id)."""
             stats = sandbox.control.stats()
@@ -217,3 +226,46 @@ def test_the_band_is_pure_arithmetic():
     assert band.departs(100, 33, complete=True) and not band.departs(100, 33, complete=False)
     assert not band.departs(40, 0, complete=True), "a quiet hour never alarms"
     assert band.departs(0, 60, complete=False), "a family that was never sent, now flooding"
+
+
+def test_the_reconciliation_names_the_family_an_approved_map_change_emptied(world, tmp_path):
+    """The guardrail let an approved change through; the reconciliation still names what vanished,
+    from the day it started, with the map version in force then."""
+    from ampkit import reconcile
+    # Before product_ui in the file, so the earlier rule wins where both name an event.
+    files = sorted(e.name for e in catalogue.events() if e.family == "repo_file_views")
+    starve = edited_map(tmp_path, "rules:\n", f"""rules:
+  - id: no_file_views
+    action: exclude
+    reason: excluded_family
+    note: file views move to their own tool
+    events: [{", ".join(files)}]
+
+""")
+    world.history_in_amplitude(NOW - dt.timedelta(days=4))
+    guardrail.approve(world.config(NOW), datamap.load(starve), "file views leave Amplitude")
+    for k in range(1, 37):
+        assert world.run(NOW + k * HOUR, config={"data_map": starve}).status == "ok"
+    at = NOW + 36 * HOUR
+    rec = reconcile.run(world.config(at, data_map=starve), (NOW - dt.timedelta(days=3)).date(), at.date())
+    vanished = [a for a in rec.anomalies if a.kind == "family_vanished"]
+    assert [(a.name, a.day, a.severity) for a in vanished] == [("repo_file_views", "2022-03-14", "fail")], rec.anomalies
+    # Events of 12:00-13:00 were loaded at 13:00, the first run with the new map: the first kept out.
+    assert vanished[0].message.startswith("family 'repo_file_views' vanished from Amplitude from 2022-03-14 12:00 (UTC)")
+    assert "kept out by rule 'no_file_views'" in vanished[0].message
+    assert f"data map version {datamap.load(starve).version} in force" in vanished[0].message
+    assert not [a for a in rec.anomalies if a.kind == "family_flood"]
+    # The report's chart has the family's days against their band.
+    days = [f for f in rec.families if f["family"] == "repo_file_views" and f["expected"] is not None]
+    assert days and days[-1]["seen"] < days[-1]["low"]
+
+
+def test_a_family_flooding_amplitude_is_named_with_its_day():
+    from ampkit import reconcile
+    day = dt.datetime(2022, 3, 10, tzinfo=dt.timezone.utc)
+    hourly = [{"hour": day + dt.timedelta(days=d, hours=h), "name": name, "amplitude": n, "accepted_recent": 0, "accepted": n}
+              for d in range(4) for h in range(24)
+              for name, n in (("ViewBlob", 100), ("SearchSubmitted", 100 if d < 3 else 500))]
+    found, series = reconcile._families({}, hourly, reconcile.ZoneInfo("UTC"), reconcile.Tolerance(), [])
+    assert [(a.kind, a.name, a.day) for a in found] == [("family_flood", "search", "2022-03-13")]
+    assert {f["family"] for f in series} == {"search", "repo_file_views"}
