@@ -170,3 +170,19 @@ def test_after_a_roll_up_a_backfill_sends_nothing_twice_and_a_replayed_dead_lett
         assert sync.run(make_config(), start=NOW - 4 * DAY, end=NOW, progress="none").extracted == 0
         assert deadletter.replay(make_config(), ["no_id"], NOW - 10 * DAY) is None
     assert sandbox.control.stats()["events_in_store"] == in_amplitude + len(broken)
+
+
+def test_a_warehouse_an_older_ampkit_made_gains_the_new_tables_on_the_first_run(seeded, make_config):
+    """run_begin reads tables this version added; on an older warehouse its last statement fails
+    after the lease and the ledger row are written, the run creates the tables and begins again,
+    and the ledger keeps one row for it, never marking itself interrupted."""
+    with warehouses.open(seeded) as wh, wh.connect() as con:
+        con.execute("DROP TABLE IF EXISTS ampkit_approvals")
+        con.execute("DROP TABLE IF EXISTS ampkit_volumes")
+    record = state.RunRecord(run_id="r-upgrade", started_at=NOW, mode="sync", data_map_version="v")
+    with warehouses.open(seeded) as wh:
+        begun = state.begin(wh, record, "holder-upgrade", 60)
+        assert begun.holder == "holder-upgrade" and begun.deployed_map is None and not begun.map_approved
+        rows = wh.run("runs_list", {"limit": 10}).to_pylist()
+        assert [(r["run_id"], r["status"]) for r in rows] == [("r-upgrade", "running")]
+        assert wh.columns("ampkit_volumes") is not None

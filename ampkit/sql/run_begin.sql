@@ -15,12 +15,16 @@ UPDATE ampkit_lease SET holder = @holder, acquired_at = @now, expires_at = @expi
 WHERE name = @name AND (holder IS NULL OR expires_at IS NULL OR expires_at <= @now OR holder = @holder);
 -- Only the run that holds the lease writes to the ledger here; a run that did not get it records
 -- itself as skipped with run_finish.sql.
+-- This run's own row is spared and written once: after an upgrade the last statement may fail on a
+-- table this version added, and the run creates it and begins again (state.begin).
 UPDATE ampkit_runs SET status = 'interrupted', error = 'the run ended without recording a result (killed or crashed)'
-WHERE status = 'running' AND EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder);
+WHERE status = 'running' AND run_id <> @run_id
+  AND EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder);
 INSERT INTO ampkit_runs (run_id, started_at, status, mode, host, data_map_version, notebook_path)
 SELECT @run_id, @started_at, 'running', @mode, @host, @data_map_version, @notebook_path
 FROM (SELECT 1 AS one) AS x
-WHERE EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder);
+WHERE EXISTS (SELECT 1 FROM ampkit_lease WHERE name = @name AND holder = @holder)
+  AND NOT EXISTS (SELECT 1 FROM ampkit_runs WHERE run_id = @run_id);
 SELECT DISTINCT l.holder, l.expires_at,
   (SELECT MAX(value) FROM ampkit_state WHERE key = 'watermark') AS watermark,
   (SELECT MAX(run_id) FROM ampkit_state WHERE key = 'schema') AS schema_version,
