@@ -95,8 +95,8 @@ def summary_rows(results: dict[str, Any], goals: dict[str, float], quick: bool) 
     bq = results.get("bigquery")
     if bq:
         rows.append(["8. BigQuery: jobs per hourly run (on the hour / real clock)",
-                     f"**{bq['hourly_on_the_hour']['jobs']} / {bq['hourly_real_clock']['jobs']}**", "<= 6",
-                     verdict(max(bq['hourly_on_the_hour']['jobs'], bq['hourly_real_clock']['jobs']) <= 6)])
+                     f"**{bq['hourly_on_the_hour']['jobs']} / {bq['hourly_real_clock']['jobs']}**", "<= 7",
+                     verdict(max(bq['hourly_on_the_hour']['jobs'], bq['hourly_real_clock']['jobs']) <= 7)])
         growth = bq["history_10x"]["bytes"] / bq["history_1x"]["bytes"]
         rows.append(["8. ... bytes of an hourly run at 10x history over 1x", f"**{growth:.2f}x**", "within 1.1x",
                      verdict(abs(growth - 1) <= 0.1)])
@@ -305,4 +305,8 @@ def bigquery_details(bq: dict[str, Any] | None) -> list[str]:
     if len(growth) == 2:
         out += ["", f"Bytes of an hourly run at 10x history over 1x: before **{growth[0]:.2f}x**, now **{growth[1]:.2f}x** "
                 "(the test `tests/test_sync_bigquery.py` holds it within 10%)."]
+    out += ["", "The seventh job of an hourly run is the volume guardrail's history (`docs/GUARDRAIL.md`): a few hourly "
+            "partitions of `ampkit_volumes` for each of the last weeks, so it too follows the window, not the history. "
+            "The synthetic history is sparser than the measured hour, a flood to the guardrail, so the measured runs "
+            "accept it (`--accept-volume all`); benchmarks/NOTES.md has the job-by-job change it brought."]
     return out + [""]
