@@ -1,6 +1,8 @@
-"""The event catalogue: every event name Sourcegraph Cloud logs, its family and its sources.
+"""The event catalogue: every event name Sourcegraph Cloud logs, its family, its sources and the
+words analysts use for it ("signed up", "go to definition", "find refs").
 
-Shipped as `resources/event_catalogue.csv`. The family (the catalogue's `area`: search, code_intel,
+Shipped as `resources/event_catalogue.csv`, with the families' own words in
+`resources/event_families.csv` ("code insights", "notebooks"). The family (the catalogue's `area`: search, code_intel,
 notebooks, ...) is how analysts group events, and it does not depend on the data map, so the
 guardrail, the onboarding page and the routing table all group events the same way.
 """
@@ -22,13 +24,22 @@ class CatalogueEvent:
     name: str
     family: str
     sources: tuple[str, ...]
+    synonyms: tuple[str, ...] = ()
 
 
 @functools.cache
 def _shipped() -> tuple[CatalogueEvent, ...]:
     text = resources.files("ampkit.resources").joinpath("event_catalogue.csv").read_text(encoding="utf-8")
-    return tuple(CatalogueEvent(row["name"], row["area"], tuple(row["source"].split("|")))
+    return tuple(CatalogueEvent(row["name"], row["area"], tuple(row["source"].split("|")),
+                                tuple(w for w in (row.get("synonyms") or "").split("|") if w))
                  for row in csv.DictReader(text.splitlines()))
+
+
+@functools.cache
+def family_words() -> dict[str, tuple[str, ...]]:
+    """Family -> the words analysts use for it (`resources/event_families.csv`)."""
+    text = resources.files("ampkit.resources").joinpath("event_families.csv").read_text(encoding="utf-8")
+    return {row["family"]: tuple(w for w in row["words"].split("|") if w) for row in csv.DictReader(text.splitlines())}
 
 
 def events() -> list[CatalogueEvent]:

@@ -256,12 +256,12 @@ def gap_heatmap(rec, top: int = 30) -> go.Figure:
 
 def tool_matrix(rec, data_map) -> pd.DataFrame:
     """Which tool holds which data, by event family: in Looker only (and why), in both, in Amplitude only."""
-    from ampkit import catalogue
+    from ampkit import catalogue, routing
     family = catalogue.family_of(catalogue.events())
     out = collections.defaultdict(lambda: {"events in Looker only": 0, "events in both": 0, "events in Amplitude only": 0,
                                            "why Looker only": collections.Counter()})
     for r in rec.rows:
-        fam = family(r.name) or "other"
+        fam = family(r.name) or catalogue.UNCATALOGUED
         x = out[fam]
         x["events in both"] += r.amplitude - r.amplitude_only
         x["events in Amplitude only"] += r.amplitude_only
@@ -273,11 +273,14 @@ def tool_matrix(rec, data_map) -> pd.DataFrame:
             x["why Looker only"]["before the Amplitude start date"] += r.before_start
         if r.rejected:
             x["why Looker only"]["rejected (dead letters)"] += sum(r.rejected.values())
+    # Where each family is answered is the onboarding page's word for it (routing.families), from the
+    # data map, so the two pages cannot disagree; the counts are this reconciliation's.
+    sources = {e.name: e.sources[0] for e in catalogue.events()}
+    lives = {f.name: f.lives_in for f in routing.families(data_map, [(r.name, sources.get(r.name), r.looker) for r in rec.rows])}
     rows = []
     for fam, x in sorted(out.items(), key=lambda kv: -(kv[1]["events in both"] + kv[1]["events in Looker only"])):
         both, only = x["events in both"], x["events in Looker only"]
-        where = "Amplitude and Looker" if both and both >= only else "Looker only" if only else "Amplitude only" if x["events in Amplitude only"] else "-"
-        rows.append({"family": fam, "answered in": where, "events in both": both, "events in Looker only": only,
+        rows.append({"family": fam, "answered in": lives.get(fam, "-"), "events in both": both, "events in Looker only": only,
                      "events in Amplitude only": x["events in Amplitude only"],
                      "why Looker only": ", ".join(k for k, _ in x["why Looker only"].most_common(3))})
     return pd.DataFrame(rows)
@@ -293,6 +296,15 @@ TOOL_COLORS = {"Amplitude": "#2a9d8f", "Looker": "#6c5ce7"}
 def _whole(frame: pd.DataFrame):
     """A table shown in full: a DataFrame's HTML cuts cells at 50 characters, and the notes are the point."""
     return frame.style.hide(axis="index").format(escape="html").set_properties(**{"text-align": "left"})
+
+
+def routes_table(routes):
+    """`ampkit where`'s answers as a table: the question, the tool, and the fact that decided."""
+    how = {"source": "where the data comes from", "time": "when", "events": "which events (data map)",
+           "question": "kind of question", "none": "-"}
+    frame = pd.DataFrame([{"question": r.question, "answer": r.answer, "decided by": how[r.decided_by],
+                           "because": r.facts[0]} for r in routes])
+    return frame.style.hide(axis="index")
 
 
 def kept_out_table(rules):

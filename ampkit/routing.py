@@ -4,16 +4,23 @@ The routing table is data (`resources/routing.yaml`, merged with a company file 
 `$AMPKIT_ROUTING`), shared by the onboarding notebook, the README and `ampkit where`. What is
 kept out of Amplitude is never written down here: it is read from the data map the sync uses,
 and weighed with warehouse volumes, so this page changes when the map does.
+
+`route()` answers a question as analysts type it, in this order, and says which fact decided:
+where the data comes from (pings, Postgres, Google Analytics, Salesforce are Looker's), when
+(before `amplitude_start_date` only Looker has it), which events (the catalogue's names,
+synonyms and families, asked of the live data map) and what kind of question (the table's
+topics). Words match with typos allowed (rapidfuzz); with too little to go on it is "not sure".
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
-import difflib
+import datetime as dt
 import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import click
 import yaml
@@ -28,14 +35,9 @@ TOP_KEYS = {"version", "tools", "looker_only", "topics"}
 TOPIC_KEYS = {"id", "topic", "tool", "why", "example", "keywords", "link", "events"}
 TOPIC_REQUIRED = ("topic", "tool", "why", "example")
 TOOL_KEYS = {"link", "why"}
-SOURCE_KEYS = {"id", "what", "where"}
-# How sure a match must be (0..1): half the words of a question found among a topic's words.
+SOURCE_KEYS = {"id", "what", "where", "keywords"}
+# How sure a topic must be when it is all a question gives (0..1): its words cover half the question's.
 MATCH_THRESHOLD = 0.5
-# Words that say nothing about the topic ("how do I see the retention of users on cloud").
-STOPWORDS = {"a", "an", "and", "are", "at", "by", "can", "cloud", "do", "does", "for", "from", "how", "i", "in",
-             "is", "it", "many", "me", "much", "my", "of", "on", "or", "our", "see", "show", "the", "to", "we",
-             "what", "where", "which", "who", "why", "with", "sourcegraph", "com", "dotcom", "analysis", "chart",
-             "data", "find", "look", "up", "per"}
 REASON_LABELS = {"low_traffic": "low traffic", "backend": "backend, not UI", "excluded_family": "excluded family",
                  "privacy": "privacy", "before_start": "before the Amplitude start date", None: "held: not in the map"}
 
@@ -70,6 +72,7 @@ class Source:
     id: str
     what: str
     where: str = ""
+    keywords: tuple[str, ...] = ()   # what analysts call it ("self-hosted", "SFDC", "GA")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +154,8 @@ def merge(docs: Iterable[tuple[dict, str]]) -> Routing:
                                   tuple(keywords), _link(raw.get("link"), f"topic '{tid}'"), tuple(events)))
     if not built_topics:
         raise ConfigError("the routing table has no topics")
-    built_sources = tuple(Source(sid, str(raw.get("what", sid)), str(raw.get("where", ""))) for sid, raw in sources.items())
+    built_sources = tuple(Source(sid, str(raw.get("what", sid)), str(raw.get("where", "")),
+                                 tuple(str(k) for k in raw.get("keywords") or ())) for sid, raw in sources.items())
     return Routing(built_tools, tuple(built_topics), built_sources, tuple(files))
 
 
@@ -178,84 +182,327 @@ def _link(value, what: str) -> str:
     return value
 
 
-# --- finding a topic --------------------------------------------------------------------------
+# --- answering a question: which tool, and the fact that decided ------------------------------
+
+# "sign-up", "sign up" and "signup" are one word; so are "on-prem" and "onprem".
+JOINED = {"signup", "signin", "onprem", "selfhosted"}
+NOT_SURE = "not sure"
+BOTH = "both"
+# Words that carry no evidence on their own (they never match a term by themselves).
+STOP = {"how", "many", "much", "the", "a", "an", "of", "per", "by", "in", "on", "at", "to", "for", "and", "or",
+        "last", "this", "next", "week", "weeks", "month", "months", "day", "days", "year", "years", "today",
+        "yesterday", "daily", "weekly", "monthly", "quarter", "q1", "q2", "q3", "q4", "trend", "growth", "count",
+        "counts", "number", "numbers", "total", "who", "what", "when", "which", "did", "do", "does", "is", "are",
+        "was", "were", "we", "our", "us", "most", "more", "than", "with", "from", "after", "their", "first", "new",
+        "people", "users", "user", "events", "event", "p95", "p50", "rate", "over", "time", "often", "there",
+        "cloud", "sourcegraph", "com", "dotcom", "i", "me", "my", "it", "can", "see", "show", "where", "why",
+        "analysis", "chart", "data", "look", "up", "get", "use"}
+MONTHS = {m: i for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july", "august",
+                                       "september", "october", "november", "december"), start=1)}
+MONTHS.update({m[:3]: i for m, i in list(MONTHS.items())})
+
 
 @dataclasses.dataclass(frozen=True)
-class Match:
-    """A topic and how well a question matched it (0..1)."""
+class Route:
+    """Where a question is answered, and why: the facts in the order they were weighed, the first
+    of them the one that decided; the events the question names and where each lives."""
 
-    topic: Topic
-    score: float
+    question: str
+    answer: str                          # Amplitude | Looker | both | not sure
+    decided_by: str                      # source | time | events | question | none
+    facts: tuple[str, ...]
+    sent: tuple[str, ...] = ()           # events it names that Amplitude has
+    kept_out: tuple[tuple[str, str], ...] = ()   # (event, rule) it names that only Looker has
+    topic: Topic | None = None
+    alternatives: tuple[str, ...] = ()   # when not sure: the two closest routes, and why
 
+    @property
+    def confident(self) -> bool:
+        return self.answer != NOT_SURE
 
-def find(routing: Routing, question: str) -> list[Match]:
-    """Topics that answer `question`, best first; empty when none is close enough (pure).
-
-    Keywords, not meaning: each word of the question is looked up among a topic's name and
-    keywords (exactly, by a shared stem of 4+ letters, or by spelling within difflib's 0.8),
-    and counts half if only its example or reason has it.
-    """
-    words = _words(question)
-    if not words:
-        return []
-    matches = []
-    for topic in routing.topics:
-        strong = set(_words(" ".join((topic.topic, topic.id.replace("_", " "), *topic.keywords))))
-        weak = set(_words(f"{topic.example} {topic.why}"))
-        score = sum(max(_closeness(w, strong), 0.5 * _closeness(w, weak)) for w in words) / len(words)
-        if score >= MATCH_THRESHOLD:
-            matches.append(Match(topic, round(score, 3)))
-    return sorted(matches, key=lambda m: -m.score)
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "decided_by": self.decided_by,
+                "facts": list(self.facts), "events_in_amplitude": list(self.sent),
+                "events_only_in_looker": [{"event": e, "rule": r} for e, r in self.kept_out],
+                "topic": self.topic.id if self.topic else None, "alternatives": list(self.alternatives)}
 
 
-def _words(text: str) -> list[str]:
-    # "sign-up", "sign up" and "signup" are one word; so are "on-prem" and "onprem".
-    text = re.sub(r"(?<=[a-z])[-_](?=[a-z])", "", text.lower())
-    raw = re.findall(r"[a-z0-9]+", text)
-    joined = [a + b for a, b in zip(raw, raw[1:]) if a + b in JOINED]
-    return [_stem(w) for w in raw + joined if w not in STOPWORDS]
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """The phrases a question is read with: Looker-only sources, event synonyms and names, event
+    families, and the routing table's topics (pure data, built once per routing table)."""
+
+    sources: dict[str, Source]               # phrase -> source only Looker has
+    events: dict[str, tuple[str, ...]]       # phrase -> catalogue event names
+    topics: dict[str, list[Topic]]           # phrase -> topics it suggests
+
+    @classmethod
+    def of(cls, routing: "Routing", entries: list[catalogue.CatalogueEvent]) -> "Vocabulary":
+        sources = {}
+        for s in routing.looker_only:
+            for phrase in (s.what.split("(")[0], *s.keywords):
+                sources[_phrase(phrase)] = s
+        events: dict[str, set[str]] = collections.defaultdict(set)
+        for e in entries:
+            if "<" in e.name:
+                continue
+            events[_phrase(_split_name(e.name))].add(e.name)
+            events[_phrase(e.name)].add(e.name)
+            for phrase in e.synonyms:
+                events[_phrase(phrase)].add(e.name)
+        by_family = collections.defaultdict(set)
+        for e in entries:
+            if "<" not in e.name:
+                by_family[e.family].add(e.name)
+        for family, words in catalogue.family_words().items():
+            for phrase in words:
+                events[_phrase(phrase)] |= by_family.get(family, set())
+        topics: dict[str, list[Topic]] = collections.defaultdict(list)
+        for t in routing.topics:
+            for phrase in (t.topic, t.id.replace("_", " "), *t.keywords):
+                topics[_phrase(phrase)].append(t)
+        return cls(sources, {k: tuple(sorted(v)) for k, v in events.items() if k}, dict(topics))
 
 
-JOINED = {"signup", "signin", "onprem", "selfhosted"}
+def _phrase(text: str) -> str:
+    return " ".join(_tokens(text))
 
 
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+def _tokens(text: str) -> list[str]:
+    """Lower-case words; hyphens, slashes and dots split words, and 'sign-up', 'sign up' and
+    'signup' all read 'signup'."""
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = []
+    for w in words:
+        if out and out[-1] + w in JOINED:
+            out[-1] += w
+        else:
+            out.append(w)
+    return out
 
 
-def _closeness(word: str, vocabulary: set[str]) -> float:
-    if word in vocabulary:
-        return 1.0
-    best = 0.0
-    for v in vocabulary:
-        if len(word) >= 4 and len(v) >= 4 and (v.startswith(word) or word.startswith(v)):
-            best = max(best, 0.9)
-        elif len(word) >= 5:
-            ratio = difflib.SequenceMatcher(None, word, v).ratio()
-            if ratio >= 0.8:
-                # Typos rarely touch the first letters: a shared start breaks ties ("retension").
-                prefix = len(os.path.commonprefix([word, v]))
-                best = max(best, 0.8 * ratio + 0.02 * min(prefix, 4))
-    return best
+def _split_name(name: str) -> str:
+    """`goToDefinition` -> 'go to definition', `search.latencies.literal` -> 'search latencies literal'."""
+    return re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace(".", " ").replace("_", " ")
 
 
-def render(match: Match, routing: Routing) -> str:
-    """One topic as the CLI prints it: tool, why, example, link (pure)."""
-    tool = routing.tools[match.topic.tool]
-    return "\n".join([f"{match.topic.topic}: use {match.topic.tool}",
-                      f"  why:     {match.topic.why}",
-                      f"  example: {match.topic.example}",
-                      f"  link:    {match.topic.link or tool.link or '(none configured; set one in $' + ENV_VAR + ')'}"])
+def _match(tokens: list[str], phrases, used: set[int]) -> list[tuple[str, int, int, float]]:
+    """Phrases found in the question, longest first, each word used once. A phrase matches a run of
+    words of its length word by word: the same word, or a typo of it (rapidfuzz's ratio, 90 for
+    words of 5 or 6 letters, 85 for longer ones, and the same first letter: typos rarely touch it);
+    a word of 4 letters or fewer matches only itself. (phrase, first word, words, score) each."""
+    by_length: dict[int, list[tuple[str, list[str]]]] = collections.defaultdict(list)
+    for phrase in phrases:
+        words = phrase.split()
+        by_length[len(words)].append((phrase, words))
+    found = []
+    for n in range(min(5, len(tokens)), 0, -1):
+        for i in range(0, len(tokens) - n + 1):
+            span = set(range(i, i + n))
+            words = tokens[i:i + n]
+            if span & used or (n == 1 and words[0] in STOP):
+                continue
+            best = None
+            for phrase, target in by_length.get(n, ()):
+                score = min(_word_score(a, b) for a, b in zip(words, target))
+                if score and (best is None or score > best[1]):
+                    best = (phrase, score)
+            if best is not None:
+                used |= span
+                found.append((best[0], i, n, best[1]))
+    return found
+
+
+def _word_score(word: str, target: str) -> float:
+    """100 for the same word, the ratio for a likely typo of it, else 0."""
+    from rapidfuzz import fuzz
+    if word == target:
+        return 100.0
+    if len(word) <= 4 or len(target) <= 4 or word[0] != target[0]:
+        return 0.0
+    score = fuzz.ratio(word, target)
+    return score if score >= (90 if len(word) <= 6 else 85) else 0.0
+
+
+def route(question: str, routing: "Routing", data_map: datamaps.DataMap, start_date: dt.date,
+          entries: list[catalogue.CatalogueEvent] | None = None, vocabulary: Vocabulary | None = None,
+          today: dt.date | None = None) -> Route:
+    """Which tool answers `question`, reasoning in order from where the data comes from, when, which
+    events (asking the live data map whether they are sent) and what kind of question it is (pure).
+    An answer that involves Amplitude also says where Amplitude's data starts."""
+    answer = _route(question, routing, data_map, start_date, entries, vocabulary, today)
+    if answer.answer in ("Amplitude", BOTH) and answer.decided_by != "time" and not any("first day" in f for f in answer.facts):
+        answer = dataclasses.replace(answer, facts=answer.facts + (
+            f"Amplitude's data starts on {start_date:%Y-%m-%d} (`amplitude_start_date`): anything earlier is only in Looker",))
+    return answer
+
+
+def _route(question, routing, data_map, start_date, entries, vocabulary, today) -> Route:
+    entries = catalogue.events() if entries is None else entries
+    vocab = vocabulary or Vocabulary.of(routing, entries)
+    tokens = _tokens(question)
+    used: set[int] = set()
+    facts: list[str] = []
+    # 1. Where the data comes from: only Sourcegraph Cloud product events can be in Amplitude.
+    sources = {vocab.sources[hit].id: vocab.sources[hit] for hit, *_ in _match(tokens, vocab.sources, used)}
+    if sources:
+        named = "; ".join(f"{s.what}" + (f" ({s.where})" if s.where else "") for s in sources.values())
+        return Route(question, "Looker", "source", (f"only Looker has it: {named}; Amplitude holds Sourcegraph Cloud "
+                                                     "product events only",))
+    # 2. When: Amplitude's data starts on the start date.
+    period = _period(tokens, today)
+    if period is not None:
+        first, end = period
+        if end <= start_date:
+            return Route(question, "Looker", "time", (f"{_when(first, end)} is before Amplitude's first day, "
+                                                      f"{start_date:%Y-%m-%d}: only Looker has it",))
+        if first < start_date:
+            facts.append(f"{_when(first, end)} starts before Amplitude's first day, {start_date:%Y-%m-%d}: "
+                         "Looker has all of it, Amplitude the part from then")
+    # 3. Which events, and what the live data map does with them; 4. what kind of question.
+    named = {n for hit, *_ in _match(tokens, vocab.events, used) for n in vocab.events[hit]}
+    backend = re.search(r"\b(backend|server side|serverside)\b", " ".join(tokens)) is not None
+    telling = [i for i, t in enumerate(tokens) if t not in STOP and i not in used]
+    topic, score = _best_topic(_match(tokens, vocab.topics, used), vocab)
+    if topic is not None and not named and score < MATCH_THRESHOLD * len(telling):
+        topic = None  # one word of several, and nothing else: too thin to answer on
+    if backend and not named:
+        # Events the server logs: a source-specific rule decides them as a whole; the exceptions are named.
+        decision = data_map.decide("", "BACKEND")
+        sent = tuple(sorted(e.name for e in entries if e.sources == ("BACKEND",) and data_map.decide(e.name, "BACKEND").sends))
+        if not decision.sends:
+            facts.insert(0, f"the data map keeps backend events out of Amplitude (rule `{decision.rule}`)"
+                            + (f", except {_list(sent)}, which a rule sends" if sent else ""))
+            return Route(question, "Looker", "events", tuple(facts), sent, (("BACKEND events", decision.rule),), topic)
+    needed = _where(set(topic.events) if topic else set(), entries, data_map)
+    missing = sorted(n for n, rule in needed.items() if rule is not None)
+    where = _where(named, entries, data_map)
+    sent = tuple(sorted(n for n, rule in where.items() if rule is None))
+    kept = tuple(sorted((n, rule) for n, rule in where.items() if rule is not None))
+    if topic is not None and topic.tool != "Amplitude":
+        facts.insert(0, f"the question is about {topic.topic.lower()}: {topic.why}")
+        return Route(question, topic.tool, "question", tuple(facts), sent, kept, topic)
+    if missing:
+        rules = ", ".join(f"rule `{r}`" for r in sorted({needed[n] for n in missing}))
+        facts.insert(0, f"{topic.topic.lower()} needs {_list(missing)}, which the data map keeps out of Amplitude "
+                        f"({rules}): the analysis is only possible in Looker")
+        return Route(question, "Looker", "events", tuple(facts), sent, kept, topic)
+    early = period is not None and period[0] < start_date
+    if needed and not kept:
+        # A kind of analysis whose events are all in Amplitude: the kind decides.
+        facts[:0] = [f"{topic.topic.lower()} is answered in Amplitude: {topic.why}",
+                     f"the data map sends every event it needs ({_list(sorted(needed))})"]
+        if named:
+            facts.insert(2, f"the data map sends {_list(sent)} to Amplitude")
+        return Route(question, BOTH if early else "Amplitude", "question", tuple(facts), sent, kept, topic)
+    if named:
+        if not kept:
+            facts.insert(0, f"the data map sends {_list(sent)} to Amplitude")
+            return Route(question, BOTH if early else "Amplitude", "events", tuple(facts), sent, kept, topic)
+        if not sent:
+            facts.insert(0, f"the data map keeps {_list([n for n, _ in kept])} out of Amplitude ({_rules(kept)}): "
+                            "only Looker has them")
+            return Route(question, "Looker", "events", tuple(facts), sent, kept, topic)
+        facts.insert(0, f"Amplitude has {_list(sent)}; the data map keeps {_list([n for n, _ in kept])} out "
+                        f"({_rules(kept)}), so those are only in Looker")
+        return Route(question, BOTH, "events", tuple(facts), sent, kept, topic)
+    if topic is not None:
+        facts.insert(0, f"the question is about {topic.topic.lower()}: {topic.why}")
+        return Route(question, BOTH if early else topic.tool, "question", tuple(facts), sent, kept, topic)
+    return Route(question, NOT_SURE, "none",
+                 ("nothing in the question names a data source, an event ampkit knows or a kind of analysis",),
+                 alternatives=_closest(tokens, routing))
+
+
+def _best_topic(hits, vocab: Vocabulary) -> tuple[Topic | None, float]:
+    """The topic the most question words point to (each weighed by how well it matched), and that weight."""
+    score: dict[str, float] = collections.Counter()
+    topics = {}
+    for hit, _, n, s in hits:
+        for t in vocab.topics[hit]:
+            score[t.id] += n * s / 100
+            topics[t.id] = t
+    if not score:
+        return None, 0.0
+    best = max(score, key=lambda k: (score[k], -list(topics).index(k)))
+    return topics[best], score[best]
+
+
+def _where(names: set[str], entries, data_map: datamaps.DataMap) -> dict[str, str | None]:
+    """Event -> None if the data map sends it, else the rule keeping it out (`kept_by`)."""
+    sources = {e.name: e.sources for e in entries}
+    return {name: kept_by(data_map, name, sources.get(name, ("WEB",))) for name in names}
+
+
+def kept_by(data_map: datamaps.DataMap, name: str, sources: Iterable[str]) -> str | None:
+    """None when the data map sends the event from any source it comes from, else the rule that keeps
+    it out: the one test of "is it in Amplitude" that `where`, the onboarding page and the
+    reconciliation's table all use (pure)."""
+    probe = re.sub(r"<[a-z]+>", "x", name)
+    decisions = [data_map.decide(probe, s) for s in sources]
+    return None if any(d.sends for d in decisions) else decisions[0].rule
+
+
+def _period(tokens: list[str], today: dt.date | None) -> tuple[dt.date, dt.date] | None:
+    """The period a question names: [first day, day after the last), or None."""
+    text = " ".join(tokens)
+    before = re.search(r"\bbefore\b", text) is not None
+    m = re.search(r"\b(" + "|".join(MONTHS) + r")\s+((?:19|20)\d\d)\b", text)
+    if m:
+        first = dt.date(int(m[2]), MONTHS[m[1]], 1)
+        end = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    elif (m := re.search(r"\b((?:19|20)\d\d)\s+(\d\d?)\b", text)) and 1 <= int(m[2]) <= 12:
+        first = dt.date(int(m[1]), int(m[2]), 1)
+        end = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    elif m := re.search(r"\b((?:19|20)\d\d)\b", text):
+        first, end = dt.date(int(m[1]), 1, 1), dt.date(int(m[1]) + 1, 1, 1)
+    else:
+        return None
+    return (dt.date(1970, 1, 1), first) if before else (first, end)
+
+
+def _when(first: dt.date, end: dt.date) -> str:
+    if first == dt.date(1970, 1, 1):
+        return f"the time before {end:%Y-%m-%d}"
+    return f"{first:%B %Y}" if (end - first).days <= 31 else f"{first:%Y}"
+
+
+def _list(names, most: int = 4) -> str:
+    names = list(names)
+    shown = ", ".join(f"`{n}`" for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _rules(kept, only=None) -> str:
+    rules = sorted({r for n, r in kept if only is None or n in only})
+    return ", ".join(f"rule `{r}`" for r in rules)
+
+
+def _closest(tokens: list[str], routing: "Routing") -> tuple[str, ...]:
+    """The two closest routes for an unsure answer: the best topics by rapidfuzz over their words,
+    else the two tools' own scope."""
+    from rapidfuzz import fuzz
+    text = " ".join(tokens)
+    scored = sorted(routing.topics, key=lambda t: -fuzz.token_set_ratio(text, " ".join((t.topic, *t.keywords))))
+    return tuple(f"{t.tool}, if it is about {t.topic.lower()}: {t.why}" for t in scored[:2])
 
 
 @click.command("where")
 @click.argument("question", nargs=-1)
 @click.option("--routing", "routing_path", type=click.Path(dir_okay=False),
               help=f"A company routing file (${ENV_VAR}); default: the table shipped with ampkit.")
-def where(question, routing_path):
-    """Which tool answers a question: `ampkit where "signup funnel"`. Without a question, the whole table."""
+@click.option("--json", "as_json", is_flag=True, help="The route, the facts that decided it and the events it names.")
+@click.pass_context
+def where(ctx, question, routing_path, as_json):
+    """Which tool answers a question: `ampkit where "signup funnel"`, reasoned from where the data
+    comes from, when, which events (asked of the live data map) and what kind of question it is.
+    Exits 1 when it is not sure. Without a question, the whole table."""
+    from ampkit import config as configuration
     try:
         table = load(routing_path)
+        config = configuration.load(getattr(ctx.find_root().obj, "overrides", None))
+        data_map = datamaps.load(config.data_map or None)
     except AmpkitError as exc:
         raise click.ClickException(str(exc)) from None
     text = " ".join(question).strip()
@@ -263,16 +510,50 @@ def where(question, routing_path):
         for topic in table.topics:
             click.echo(f"{topic.topic:<48} {topic.tool:<10} {topic.link or table.tools[topic.tool].link}")
         return
-    matches = find(table, text)
-    if not matches:
-        click.echo(f'No topic matches "{text}". Topics:', err=True)
-        for topic in table.topics:
-            click.echo(f"  {topic.topic} ({topic.tool})", err=True)
-        click.get_current_context().exit(1)
-    click.echo(render(matches[0], table))
-    others = matches[1:3]
-    if others:
-        click.echo("  see also: " + "; ".join(f"{m.topic.topic} ({m.topic.tool})" for m in others))
+    answer = route(text, table, data_map, config.amplitude_start_date)
+    if as_json:
+        import json
+        click.echo(json.dumps(answer.to_dict(), indent=2))
+    else:
+        click.echo(render_route(answer, table))
+    if not answer.confident:
+        ctx.exit(1)
+
+
+# Questions the onboarding page asks `where` with the live data map, one per kind of fact.
+SAMPLE_QUESTIONS = ("how many users searched last week", "signup funnel", "notebooks usage",
+                    "how many users used code insights", "search latency", "retention of on-prem users",
+                    "SFDC pipeline", "signups in November 2020")
+
+
+def sample_routes(routing: Routing, data_map: datamaps.DataMap, start_date: dt.date,
+                  questions: Iterable[str] = SAMPLE_QUESTIONS) -> list[Route]:
+    """`where`'s answers to typical questions under `data_map` (pure)."""
+    entries = catalogue.events()
+    vocabulary = Vocabulary.of(routing, entries)
+    return [route(q, routing, data_map, start_date, entries, vocabulary) for q in questions]
+
+
+def render_route(answer: Route, routing: Routing) -> str:
+    """A route as the CLI prints it: the answer, the fact that decided it, the others, the events (pure)."""
+    how = {"source": "where the data comes from", "time": "when", "events": "which events, per the data map",
+           "question": "what kind of question it is", "none": "nothing to go on"}[answer.decided_by]
+    if not answer.confident:
+        lines = [f'Not sure where "{answer.question}" is answered: {answer.facts[0]}. The closest routes:']
+        lines += [f"  - {alt}" for alt in answer.alternatives]
+        lines.append("Ask with an event, a feature or a data source in it (`ampkit where` lists the topics).")
+        return "\n".join(lines)
+    lines = [f"{answer.answer} (decided by {how})", f"  because: {answer.facts[0]}"]
+    lines += [f"  also:    {fact}" for fact in answer.facts[1:]]
+    if answer.kept_out and answer.answer != "Looker":
+        lines.append("  only in Looker: " + ", ".join(f"{n} (rule {r})" for n, r in answer.kept_out[:8]))
+    if answer.topic is not None:
+        tool = routing.tools[answer.topic.tool]
+        lines.append(f"  example: {answer.topic.example}")
+        link = answer.topic.link or tool.link
+        if link and answer.topic.tool in answer.answer:
+            lines.append(f"  link:    {link}")
+    return "\n".join(lines)
 
 
 # --- the routing table and tools, as text ------------------------------------------------------
@@ -436,8 +717,7 @@ def families(data_map: datamaps.DataMap, volumes: Iterable[tuple[str, str | None
     types_sent: dict[str, set] = {}
     types_kept: dict[str, set] = {}
     for e in events:
-        probe = re.sub(r"<[a-z]+>", "x", e.name)
-        sends = any(data_map.decide(probe, s).sends for s in e.sources)
+        sends = kept_by(data_map, e.name, e.sources) is None
         (types_sent if sends else types_kept).setdefault(e.family, set()).add(e.name)
     for name, source, rows in volumes:
         family = lookup(name or "") or catalogue.UNCATALOGUED

@@ -94,6 +94,11 @@ def test_onboarding_explains_the_setup_with_live_data(onboarding_env, warehouse_
     # The routing table, and each live example with its Amplitude recipe.
     for topic in routing.load().topics:
         assert topic.topic in text
+    # `where`'s answers with the live map, each with the fact that decided it.
+    routes = {row[0]: row[1:] for row in displayed_table(nb, "decided by")}
+    assert routes["retention of on-prem users"][:2] == ["Looker", "where the data comes from"]
+    assert routes["how many users searched last week"][0] == "Amplitude"
+    assert routes["notebooks usage"][0] == "both" and routes["signups in November 2020"][:2] == ["Looker", "when"]
     assert "*Funnel Analysis*" in text and "conversion window **7 days**" in text
     assert "`ViewSignUp` → `SignupInitiated` → `SignUpSucceeded`" in text
     assert "*Retention Analysis*" in text
@@ -147,6 +152,9 @@ def test_changing_the_data_map_changes_what_the_page_says_is_kept_out(onboarding
     # Insights are sent now, and the family table says so.
     places = {row[0]: row[1] for row in displayed_table(nb, "lives in")}
     assert places["code_insights"] == "Amplitude" and places["repo_file_views"] == "Amplitude, part Looker only"
+    # And `where` answers from the same map: code insights are in Amplitude now.
+    routes = {row[0]: row[1:] for row in displayed_table(nb, "decided by")}
+    assert routes["how many users used code insights"][0] == "Amplitude"
 
 
 # --- the onboarding charts on their own --------------------------------------------------------
