@@ -98,17 +98,21 @@ class Departure:
 
 
 @dataclasses.dataclass(frozen=True)
-class Change:
-    """What a data map version new to this warehouse changes in the window: events to send per rule
-    or family under the deployed map's decisions (as history recorded them) and under this one."""
+class Shift:
+    """Events a rule or family sends to Amplitude before and after a data map change: in one
+    window (a run on a new map version) or per day (`ampkit datamap diff`)."""
 
     kind: str
     key: str
-    before: int
-    after: int
+    before: float
+    after: float
+
+    @property
+    def change(self) -> float:
+        return self.after - self.before
 
     def __str__(self) -> str:
-        return f"{self.kind} '{self.key}' {self.before:,} -> {self.after:,} events"
+        return f"{self.kind} '{self.key}' {self.before:,.0f} -> {self.after:,.0f} events"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,7 +128,7 @@ class Verdict:
     approved: bool
     departures: list[Departure]          # unexplained: they hold the window
     accepted: list[Departure]            # explained by --accept-volume
-    changes: list[Change]                # the map's changes to this window (a new version only)
+    changes: list[Shift]                 # the map's changes to this window (a new version only)
     hours: list[dict[str, Any]]          # per (kind, key, hour): expected, band, seen (for charts)
     learning: int = 0                    # hours of the window with no week of history yet
 
@@ -240,7 +244,7 @@ class Guard:
         for kind, key in sorted({(k, key) for k, key, _ in self.changes}):
             before, after = self.changes[(kind, key, "before")], self.changes[(kind, key, "after")]
             if before != after:
-                changes.append(Change(kind, key, before, after))
+                changes.append(Shift(kind, key, before, after))
         learning = len({h for h in self.span if h not in self.weeks})
         return Verdict(band.mode, self.map.version, self.deployed, self.approved, departures, accepted,
                        changes, hours, learning)
@@ -251,20 +255,6 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 # --- reviewing a data map change with numbers --------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Shift:
-    """Events per day a rule or family sends to Amplitude, before and after a data map change."""
-
-    kind: str
-    key: str
-    before: float
-    after: float
-
-    @property
-    def change(self) -> float:
-        return self.after - self.before
-
 
 @dataclasses.dataclass(frozen=True)
 class Diff:
