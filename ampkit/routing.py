@@ -186,6 +186,11 @@ def _link(value, what: str) -> str:
 
 # "sign-up", "sign up" and "signup" are one word; so are "on-prem" and "onprem".
 JOINED = {"signup", "signin", "onprem", "selfhosted"}
+# The past-tense verbs event names end with: what is left names the thing ("Access Token").
+VERB_ENDING = r" (Created|Clicked|Updated|Submitted|Toggled|Installed|Saved|Opened|Shown|Added|Deleted|Closed|Selected|Loaded)$"
+ABBREVIATIONS = {"ppl": "people", "wks": "weeks", "wk": "week", "qtr": "quarter", "mo": "month", "mos": "months",
+                 "ext": "extension", "exts": "extensions", "repo": "repository", "repos": "repositories",
+                 "thru": "through", "til": "until", "devs": "users", "dev": "user"}
 NOT_SURE = "not sure"
 BOTH = "both"
 # Words that carry no evidence on their own (they never match a term by themselves).
@@ -235,6 +240,7 @@ class Vocabulary:
     sources: dict[str, Source]               # phrase -> source only Looker has
     events: dict[str, tuple[str, ...]]       # phrase -> catalogue event names
     topics: dict[str, list[Topic]]           # phrase -> topics it suggests
+    families: dict[str, str] = dataclasses.field(default_factory=dict)  # phrase -> the family it names
 
     @classmethod
     def of(cls, routing: "Routing", entries: list[catalogue.CatalogueEvent]) -> "Vocabulary":
@@ -248,20 +254,26 @@ class Vocabulary:
                 continue
             events[_phrase(_split_name(e.name))].add(e.name)
             events[_phrase(e.name)].add(e.name)
+            # "AccessTokenCreated" is asked about as "access tokens" and "created access tokens".
+            thing = re.sub(VERB_ENDING, "", _split_name(e.name))
+            if thing != _split_name(e.name) and len(_phrase(thing)) > 4:
+                events[_phrase(thing)].add(e.name)
             for phrase in e.synonyms:
                 events[_phrase(phrase)].add(e.name)
         by_family = collections.defaultdict(set)
         for e in entries:
             if "<" not in e.name:
                 by_family[e.family].add(e.name)
+        families = {}
         for family, words in catalogue.family_words().items():
             for phrase in words:
                 events[_phrase(phrase)] |= by_family.get(family, set())
+                families[_phrase(phrase)] = family
         topics: dict[str, list[Topic]] = collections.defaultdict(list)
         for t in routing.topics:
             for phrase in (t.topic, t.id.replace("_", " "), *t.keywords):
                 topics[_phrase(phrase)].append(t)
-        return cls(sources, {k: tuple(sorted(v)) for k, v in events.items() if k}, dict(topics))
+        return cls(sources, {k: tuple(sorted(v)) for k, v in events.items() if k}, dict(topics), families)
 
 
 def _phrase(text: str) -> str:
@@ -269,10 +281,12 @@ def _phrase(text: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    """Lower-case words; hyphens, slashes and dots split words, and 'sign-up', 'sign up' and
-    'signup' all read 'signup'."""
+    """Lower-case words; hyphens, slashes and dots split words, 'sign-up', 'sign up' and 'signup'
+    all read 'signup', and chat abbreviations read as the word ('ppl', 'wks', 'ext')."""
     text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    # "went GA" is general availability, not Google Analytics.
+    text = re.sub(r"\b(went|goes|gone|is|was|became|reached|since|after|until|at)\s+GA\b", r"\1 general availability", text)
+    words = [ABBREVIATIONS.get(w, w) for w in re.findall(r"[a-z0-9]+", text.lower())]
     out = []
     for w in words:
         if out and out[-1] + w in JOINED:
@@ -344,8 +358,10 @@ def _route(question, routing, data_map, start_date, entries, vocabulary, today) 
     tokens = _tokens(question)
     used: set[int] = set()
     facts: list[str] = []
-    # 1. Where the data comes from: only Sourcegraph Cloud product events can be in Amplitude.
-    sources = {vocab.sources[hit].id: vocab.sources[hit] for hit, *_ in _match(tokens, vocab.sources, used)}
+    # 1. Where the data comes from: only Sourcegraph Cloud product events can be in Amplitude. Words
+    # in quotes name something ('the "install self-hosted" button'), they are not a source.
+    unquoted = _tokens(re.sub(r"(?<!\w)(['\"]).+?\1(?!\w)", " ", question))
+    sources = {vocab.sources[hit].id: vocab.sources[hit] for hit, *_ in _match(unquoted, vocab.sources, set())}
     if sources:
         named = "; ".join(f"{s.what}" + (f" ({s.where})" if s.where else "") for s in sources.values())
         return Route(question, "Looker", "source", (f"only Looker has it: {named}; Amplitude holds Sourcegraph Cloud "
@@ -361,12 +377,14 @@ def _route(question, routing, data_map, start_date, entries, vocabulary, today) 
             facts.append(f"{_when(first, end)} starts before Amplitude's first day, {start_date:%Y-%m-%d}: "
                          "Looker has all of it, Amplitude the part from then")
     # 3. Which events, and what the live data map does with them; 4. what kind of question.
-    named = {n for hit, *_ in _match(tokens, vocab.events, used) for n in vocab.events[hit]}
+    named = _named(_match(tokens, vocab.events, used), tokens, vocab, entries)
     backend = re.search(r"\b(backend|server side|serverside)\b", " ".join(tokens)) is not None
     telling = [i for i, t in enumerate(tokens) if t not in STOP and i not in used]
-    topic, score = _best_topic(_match(tokens, vocab.topics, used), vocab)
-    if topic is not None and not named and score < MATCH_THRESHOLD * len(telling):
-        topic = None  # one word of several, and nothing else: too thin to answer on
+    topic_hits = _match(tokens, vocab.topics, used)
+    topic, score = _best_topic(topic_hits, vocab)
+    exact = any(s == 100 for *_, s in topic_hits)
+    if topic is not None and not named and not exact and score < MATCH_THRESHOLD * len(telling):
+        topic = None  # one misspelt word of several, and nothing else: too thin to answer on
     if backend and not named:
         # Events the server logs: a source-specific rule decides them as a whole; the exceptions are named.
         decision = data_map.decide("", "BACKEND")
@@ -415,6 +433,21 @@ def _route(question, routing, data_map, start_date, entries, vocabulary, today) 
                  alternatives=_closest(tokens, routing))
 
 
+def _named(hits, tokens: list[str], vocab: Vocabulary, entries) -> set[str]:
+    """The events the question names. A family word beside a named event of that family is
+    context ("notebook blocks run since notebooks launched" is about blocks), not the subject,
+    unless the question says "all" of it ("all code intel events, incl. the extension's")."""
+    family_of = {e.name: e.family for e in entries}
+    specific = {n for hit, *_ in hits if hit not in vocab.families for n in vocab.events[hit]}
+    named = set(specific)
+    for hit, i, _, _ in hits:
+        family = vocab.families.get(hit)
+        whole = i > 0 and tokens[i - 1] in ("all", "every", "whole", "entire", "any")
+        if family is not None and (whole or not any(family_of.get(n) == family for n in specific)):
+            named |= set(vocab.events[hit])
+    return named
+
+
 def _best_topic(hits, vocab: Vocabulary) -> tuple[Topic | None, float]:
     """The topic the most question words point to (each weighed by how well it matched), and that weight."""
     score: dict[str, float] = collections.Counter()
@@ -425,7 +458,10 @@ def _best_topic(hits, vocab: Vocabulary) -> tuple[Topic | None, float]:
             topics[t.id] = t
     if not score:
         return None, 0.0
-    best = max(score, key=lambda k: (score[k], -list(topics).index(k)))
+    # A question that is also about a Looker topic (OKRs, accounts, instances) is answered there:
+    # Looker has the events too, Amplitude not the rest.
+    looker = [k for k in score if topics[k].tool != "Amplitude"]
+    best = max(looker or score, key=lambda k: (score[k], -list(topics).index(k)))
     return topics[best], score[best]
 
 
@@ -445,27 +481,45 @@ def kept_by(data_map: datamaps.DataMap, name: str, sources: Iterable[str]) -> st
 
 
 def _period(tokens: list[str], today: dt.date | None) -> tuple[dt.date, dt.date] | None:
-    """The period a question names: [first day, day after the last), or None."""
+    """The period a question names, [first day, day after the last), or None: every month, year-month
+    or year it names ("jan '22" is January 2022), from the first to the last; "before X" ends at X;
+    "since X", "X to now" run on to today (or the far future)."""
     text = " ".join(tokens)
-    before = re.search(r"\bbefore\b", text) is not None
-    m = re.search(r"\b(" + "|".join(MONTHS) + r")\s+((?:19|20)\d\d)\b", text)
-    if m:
-        first = dt.date(int(m[2]), MONTHS[m[1]], 1)
-        end = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    elif (m := re.search(r"\b((?:19|20)\d\d)\s+(\d\d?)\b", text)) and 1 <= int(m[2]) <= 12:
-        first = dt.date(int(m[1]), int(m[2]), 1)
-        end = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    elif m := re.search(r"\b((?:19|20)\d\d)\b", text):
-        first, end = dt.date(int(m[1]), 1, 1), dt.date(int(m[1]) + 1, 1, 1)
-    else:
+    spans = []
+    month = "|".join(MONTHS)
+    for m in re.finditer(rf"\b({month})\s+((?:19|20)\d\d|\d\d)\b", text):
+        year = int(m[2]) if len(m[2]) == 4 else 2000 + int(m[2])
+        spans.append(_month(year, MONTHS[m[1]]))
+    text_rest = re.sub(rf"\b({month})\s+((?:19|20)\d\d|\d\d)\b", " ", text)
+    for m in re.finditer(r"\b((?:19|20)\d\d)\s+(\d\d?)\b", text_rest):
+        if 1 <= int(m[2]) <= 12:
+            spans.append(_month(int(m[1]), int(m[2])))
+            text_rest = text_rest.replace(m[0], " ")
+    for m in re.finditer(r"\b((?:19|20)\d\d)\b", text_rest):
+        spans.append((dt.date(int(m[1]), 1, 1), dt.date(int(m[1]) + 1, 1, 1)))
+    if not spans:
         return None
-    return (dt.date(1970, 1, 1), first) if before else (first, end)
+    first, end = min(a for a, _ in spans), max(b for _, b in spans)
+    if re.search(r"\bbefore\b", text) and len(spans) == 1:
+        return dt.date(1970, 1, 1), first
+    if re.search(r"\b(since|(to|until|through|till) (now|today|date|present))\b", text):
+        end = max(end, (today or dt.date(9999, 1, 1)) + dt.timedelta(days=1))
+    return first, end
+
+
+def _month(year: int, month: int) -> tuple[dt.date, dt.date]:
+    first = dt.date(year, month, 1)
+    return first, dt.date(year + month // 12, month % 12 + 1, 1)
 
 
 def _when(first: dt.date, end: dt.date) -> str:
     if first == dt.date(1970, 1, 1):
         return f"the time before {end:%Y-%m-%d}"
-    return f"{first:%B %Y}" if (end - first).days <= 31 else f"{first:%Y}"
+    if (end - first).days <= 31:
+        return f"{first:%B %Y}"
+    if (first.month, first.day, end.month, end.day) == (1, 1, 1, 1) and end.year == first.year + 1:
+        return f"{first:%Y}"
+    return f"the period from {first:%B %Y}"
 
 
 def _list(names, most: int = 4) -> str:

@@ -227,6 +227,7 @@ def test_looker_only_lists_sources_and_the_excluded_rows(table):
 # --- the questions analysts type -------------------------------------------------------------
 
 QUESTIONS = yaml.safe_load((Path(__file__).parent / "routing_questions.yaml").read_text())["questions"]
+HOLDOUT = yaml.safe_load((Path(__file__).parent / "routing_questions_holdout.yaml").read_text())["questions"]
 WITHOUT_UI = datamap.parse(resources.files("ampkit.resources").joinpath("datamap.yaml").read_text().replace(
     "  - id: product_ui\n    action: send\n", "  - id: product_ui\n    action: exclude\n    reason: low_traffic\n", 1), "without_ui")
 
@@ -273,3 +274,12 @@ def test_the_reconciliation_and_the_onboarding_page_say_the_same_of_every_family
     onboarding = {f.name: f.lives_in for f in routing.families(m, [])}
     assert dict(zip(table["family"], table["answered in"])) == {f: onboarding[f] for f in table["family"]}
     assert onboarding["code_intel"] == "Amplitude, part Looker only" and onboarding["code_insights"] == "Looker only"
+
+
+def test_the_reviewers_questions_go_to_the_right_tool_too():
+    table, m, entries = routing.load(env={}), datamap.load(), catalogue.events()
+    vocabulary = routing.Vocabulary.of(table, entries)
+    answers = [(q, routing.route(q["q"], table, m, dt.date(2020, 12, 1), entries, vocabulary)) for q in HOLDOUT]
+    misses = [(q, r) for q, r in answers if r.answer != q["expect"]]
+    assert len(misses) <= 0.05 * len(HOLDOUT), [(q["q"], q["expect"], r.answer) for q, r in misses]
+    assert [(q["q"], r.answer) for q, r in misses if r.confident] == []
