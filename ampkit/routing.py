@@ -251,6 +251,8 @@ class Vocabulary:
         events: dict[str, set[str]] = collections.defaultdict(set)
         for e in entries:
             if "<" in e.name:
+                # `ViewRepogroup:<name>` is asked about as "ViewRepogroup:kubernetes" or "view repogroup".
+                events[_phrase(_split_name(e.name.split(":<")[0]))].add(e.name)
                 continue
             events[_phrase(_split_name(e.name))].add(e.name)
             events[_phrase(e.name)].add(e.name)
@@ -487,6 +489,11 @@ def _period(tokens: list[str], today: dt.date | None) -> tuple[dt.date, dt.date]
     text = " ".join(tokens)
     spans = []
     month = "|".join(MONTHS)
+    # A day: "dec 1 2020", "1 dec 2020".
+    for m in re.finditer(rf"\b(?:({month})\s+(\d\d?)|(\d\d?)\s+({month}))\s+((?:19|20)\d\d)\b", text):
+        day = dt.date(int(m[5]), MONTHS[m[1] or m[4]], int(m[2] or m[3]))
+        spans.append((day, day + dt.timedelta(days=1)))
+    text = re.sub(rf"\b(?:({month})\s+(\d\d?)|(\d\d?)\s+({month}))\s+((?:19|20)\d\d)\b", " ", text)
     for m in re.finditer(rf"\b({month})\s+((?:19|20)\d\d|\d\d)\b", text):
         year = int(m[2]) if len(m[2]) == 4 else 2000 + int(m[2])
         spans.append(_month(year, MONTHS[m[1]]))
