@@ -120,8 +120,8 @@ def show_config(obj):
 @click.pass_obj
 @handle_errors
 def status(obj):
-    """Print what is where: rows per table and the sync's position."""
-    from ampkit import state
+    """Print what is where: rows per table, the sync's position and the data map it runs with."""
+    from ampkit import datamap as datamaps, state
     config = obj.config()
     with open_warehouse(config) as wh:
         wh.check_table("event_logs")
@@ -130,13 +130,27 @@ def status(obj):
         rows = wh.run("summary").to_pylist()
         if wh.columns("seed_late_arrivals") is not None:  # the demo's table of rows still to arrive
             rows += wh.run("summary_seed").to_pylist()
-        mark, kept = state.position(wh)
+        mark, kept, deployed = state.position(wh)
+        configured = datamaps.load(config.data_map or None)
+        approved = bool(wh.run("guardrail_approved", {"data_map_version": configured.version}).column("approvals")[0].as_py())
     for row in rows:
         click.echo(f"{row['table_name']:<22} {row['row_count']:>12,}  events {_t(row['first_event'])} .. {_t(row['last_event'])}"
                    + (f"  last loaded {_t(row['last_loaded'])}" if row["last_loaded"] else ""))
     click.echo(f"{'watermark':<22} {_t(mark) if mark else 'none yet (no run has finished a window)'}")
     click.echo(f"{'row outcomes':<22} " + (f"kept for rows loaded since {_t(kept)}; earlier days have their counts only"
                                            if kept else "every row's outcome is kept (nothing rolled up yet)"))
+    click.echo(f"{'data map':<22} {_map_status(configured.version, deployed, approved)}")
+
+
+def _map_status(configured: str, deployed: str | None, approved: bool) -> str:
+    if deployed is None:
+        return f"{configured}; no window synced with a map yet"
+    if configured == deployed:
+        return f"{configured}, the deployed version"
+    if approved:
+        return f"{configured}, approved; the deployed version is {deployed} until the next run"
+    return (f"{configured} is new (deployed: {deployed}) and not approved: the next run holds if it changes what "
+            "reaches Amplitude; review with `ampkit datamap diff`, then `ampkit datamap approve`")
 
 
 @cli.command()

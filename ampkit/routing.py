@@ -365,8 +365,8 @@ def _route(question, routing, data_map, start_date, entries, vocabulary, today) 
     unquoted = _tokens(re.sub(r"(?<!\w)(['\"]).+?\1(?!\w)", " ", question))
     sources = {vocab.sources[hit].id: vocab.sources[hit] for hit, *_ in _match(unquoted, vocab.sources, set())}
     if sources:
-        named = "; ".join(f"{s.what}" + (f" ({s.where})" if s.where else "") for s in sources.values())
-        return Route(question, "Looker", "source", (f"only Looker has it: {named}; Amplitude holds Sourcegraph Cloud "
+        what = "; ".join(f"{s.what}" + (f" ({s.where})" if s.where else "") for s in sources.values())
+        return Route(question, "Looker", "source", (f"only Looker has it: {what}; Amplitude holds Sourcegraph Cloud "
                                                      "product events only",))
     # 2. When: Amplitude's data starts on the start date.
     period = _period(tokens, today)

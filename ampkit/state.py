@@ -209,12 +209,13 @@ def release(warehouse, holder: str) -> None:
     warehouse.run("lease_release", {"name": LEASE_NAME, "holder": holder})
 
 
-def position(warehouse) -> tuple[dt.datetime | None, dt.datetime | None]:
+def position(warehouse) -> tuple[dt.datetime | None, dt.datetime | None, str | None]:
     """Where the sync stands, in one query (I/O): the watermark (the loaded_at up to which every
-    staged row has an outcome) and where row-level outcomes begin (rows loaded earlier have only
-    their counts); each None until there is one."""
+    staged row has an outcome), where row-level outcomes begin (rows loaded earlier have only
+    their counts) and the deployed data map version; each None until there is one."""
     row = warehouse.run("watermark").to_pylist()[0]
-    return tuple(row[k].astimezone(dt.timezone.utc) if row[k] else None for k in ("watermark", "kept_from"))
+    mark, kept = (row[k].astimezone(dt.timezone.utc) if row[k] else None for k in ("watermark", "kept_from"))
+    return mark, kept, row["deployed_map"]
 
 
 def watermark(warehouse) -> dt.datetime | None:

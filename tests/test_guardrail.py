@@ -119,8 +119,16 @@ def test_a_flood_from_a_map_change_is_held_then_sent_once_after_approval(world, 
     assert world.in_amplitude() == before, "a held run sent something"
     with warehouses.open(world.url) as wh:
         assert state.watermark(wh) == NOW + HOUR
+    # `ampkit status` says which map is deployed and that this one waits for approval.
+    def status() -> str:
+        out = CliRunner().invoke(cli, ["--warehouse", world.url, "--data-map", flood, "status"])
+        assert out.exit_code == 0, out.output
+        return next(line for line in out.output.splitlines() if line.startswith("data map"))
+    shipped = datamap.load().version
+    assert f"is new (deployed: {shipped}) and not approved" in status()
     # Reviewed and approved: the next run sends the held window and the new one, each row once.
     guardrail.approve(world.config(at, data_map=flood), datamap.load(flood), "codeintel events wanted")
+    assert f"approved; the deployed version is {shipped} until the next run" in status()
     sent = world.run(at + HOUR, config={"data_map": flood})
     assert sent.status == "ok" and sent.accepted > 0
     codeintel = world.sql("SELECT COUNT(*) FROM ampkit_deliveries WHERE name LIKE 'codeintel.%' AND outcome = 'accepted' "
@@ -131,6 +139,7 @@ def test_a_flood_from_a_map_change_is_held_then_sent_once_after_approval(world, 
     assert stored - before[0] == sent.accepted
     assert world.run(at + 2 * HOUR, config={"data_map": flood}).status == "ok"
     assert world.in_amplitude()[1] == 0
+    assert status().endswith(", the deployed version")
 
 
 def test_a_starvation_from_a_map_change_is_held_then_recorded_once_after_approval(world, tmp_path):
