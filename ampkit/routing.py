@@ -608,11 +608,11 @@ def render_route(answer: Route, routing: Routing) -> str:
     lines += [f"  also:    {fact}" for fact in answer.facts[1:]]
     if answer.kept_out and answer.answer != "Looker":
         lines.append("  only in Looker: " + ", ".join(f"{n} (rule {r})" for n, r in answer.kept_out[:8]))
-    if answer.topic is not None:
-        tool = routing.tools[answer.topic.tool]
+    # The topic's example and link only where they lead to the answer's tool.
+    if answer.topic is not None and answer.topic.tool in answer.answer:
         lines.append(f"  example: {answer.topic.example}")
-        link = answer.topic.link or tool.link
-        if link and answer.topic.tool in answer.answer:
+        link = answer.topic.link or routing.tools[answer.topic.tool].link
+        if link:
             lines.append(f"  link:    {link}")
     return "\n".join(lines)
 

@@ -118,6 +118,12 @@ def test_where_prints_the_answer_the_deciding_fact_example_and_link():
     assert "  link:    https://analytics.amplitude.com/sourcegraph/dashboard/zlj82e0" in out
 
 
+def test_where_never_shows_an_example_from_the_other_tool():
+    result = CliRunner().invoke(cli, ["where", "how many users used code insights"])
+    assert result.output.startswith("Looker (decided by which events, per the data map)")
+    assert "example:" not in result.output and "amplitude.com" not in result.output
+
+
 def test_where_json_gives_the_route_the_facts_and_the_events():
     result = CliRunner().invoke(cli, ["where", "--json", "notebooks usage"])
     assert result.exit_code == 0, result.output
