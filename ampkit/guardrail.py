@@ -17,7 +17,8 @@ against the same hours of the last weeks (docs/GUARDRAIL.md):
 A departure holds the window: nothing is sent, the watermark stays, the run ends `held` with one
 line naming the rule or family, the expected and the seen volume. `ampkit sync --accept-volume KEY`
 accepts a departure for that run's window (recorded with it); the held rows go with the next run.
-Everything here is pure: the run reads the history (one query) and hands it over.
+The guard, the band and the diff are pure: the run reads the history (one query) and hands it
+over; `review`, `review_run` and `approve` are the I/O edges for the CLI and the run record.
 """
 from __future__ import annotations
 
@@ -333,9 +334,7 @@ def review(config, new: DataMap, old: DataMap | None = None, days: int = 14, war
     from ampkit import warehouse as warehouses
     until = config.clock()
     since = until - dt.timedelta(days=days)
-    own = warehouse is None
-    wh = warehouse or warehouses.open(config.warehouse, location=config.bigquery_location)
-    try:
+    with warehouses.using(config, warehouse) as wh:
         if old is None:
             wh.ensure_state()
             rows = wh.run("guardrail_daily", {"since": since, "until": until}).to_pylist()
@@ -345,9 +344,6 @@ def review(config, new: DataMap, old: DataMap | None = None, days: int = 14, war
         wh.check_table("amplitude_events")
         rows = wh.run("datamap_daily", {"since": since, "until": until}).to_pylist()
         return diff(rows, new, old)
-    finally:
-        if own:
-            wh.close()
 
 
 def review_run(config, result, days: int = 14) -> Diff | None:
@@ -367,15 +363,10 @@ def _configured(config) -> DataMap:
 def approve(config, data_map: DataMap, note: str = "", warehouse=None) -> bool:
     """Record that `data_map`'s version was reviewed and approved (I/O); False if it already was."""
     from ampkit import state, warehouse as warehouses
-    own = warehouse is None
-    wh = warehouse or warehouses.open(config.warehouse, location=config.bigquery_location)
-    try:
+    with warehouses.using(config, warehouse) as wh:
         wh.ensure_state()
         if wh.run("guardrail_approved", {"data_map_version": data_map.version}).column("approvals")[0].as_py():
             return False
         wh.run("guardrail_approve", {"data_map_version": data_map.version, "approved_by": state.operator(),
                                      "now": state.wall_clock(), "note": note})
         return True
-    finally:
-        if own:
-            wh.close()

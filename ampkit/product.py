@@ -66,14 +66,9 @@ def local_range(zone: ZoneInfo, start: dt.date, end: dt.date) -> tuple[dt.dateti
 
 
 def _run(config: Config, warehouse, query: str, params: dict[str, Any], table: str) -> list[dict]:
-    own = warehouse is None
-    wh = warehouse or warehouses.open(config.warehouse, location=config.bigquery_location)
-    try:
+    with warehouses.using(config, warehouse) as wh:
         wh.check_table(table)
         return wh.run(query, params).to_pylist()
-    finally:
-        if own:
-            wh.close()
 
 
 # --- volumes ----------------------------------------------------------------------------------

@@ -76,6 +76,17 @@ def open(url: str, **options: Any) -> "Warehouse":  # noqa: A001 - the verb of t
     raise ConfigError(f"unknown warehouse URL '{url}': use duckdb:///path/to/file.duckdb or bigquery://PROJECT/DATASET")
 
 
+@contextlib.contextmanager
+def using(config, warehouse: "Warehouse | None" = None) -> Iterator["Warehouse"]:
+    """`warehouse` if the caller has one open, else the configured one, opened for the block and
+    closed after it: how a function that may be handed a warehouse borrows or opens one (I/O)."""
+    if warehouse is not None:
+        yield warehouse
+        return
+    with open(config.warehouse, location=config.bigquery_location) as wh:
+        yield wh
+
+
 class Warehouse:
     """What the rest of ampkit needs from a warehouse; subclasses do the I/O."""
 
