@@ -269,14 +269,8 @@ def datamap_suggest(obj, days, threshold):
     from ampkit import datamap as datamaps, product, routing
     config = obj.config()
     m = datamaps.load(config.data_map or None)
-    rows = _daily(config, days)
-    have = len({r["day"] for r in rows})
-    volumes: dict = {}
-    for r in rows:
-        n, last = volumes.get((r["name"], r["source"]), (0, None))
-        volumes[(r["name"], r["source"])] = (n + r["row_count"], max(filter(None, (last, r["last_seen"])), default=None))
-    needed = product.depended_on(routing.load().topics)
-    suggestions = datamaps.suggest(m, [(n, s, c, last) for (n, s), (c, last) in volumes.items()], have, threshold, needed)
+    volumes, have = datamaps.totals(_daily(config, days))
+    suggestions = datamaps.suggest(m, volumes, have, threshold, product.depended_on(routing.load().topics))
     click.echo(f"rates per day over the {have} day(s) with data in the last {days}" + (" (fewer than asked)" if have < days else ""))
     proposed = [s for s in suggestions if not s.needed_by]
     if not proposed:

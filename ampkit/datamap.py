@@ -246,6 +246,18 @@ class Suggestion:
     needed_by: str = ""
 
 
+def totals(daily: Iterable[dict]) -> tuple[list[tuple[str, str | None, int, dt.datetime | None]], int]:
+    """datamap_daily.sql's rows per day as (name, source, rows, last seen) per event, and how many
+    days have data (pure)."""
+    per_event: dict[tuple, tuple[int, dt.datetime | None]] = {}
+    days = set()
+    for r in daily:
+        days.add(r["day"])
+        rows, last = per_event.get((r["name"], r["source"]), (0, None))
+        per_event[(r["name"], r["source"])] = (rows + r["row_count"], max(filter(None, (last, r["last_seen"])), default=None))
+    return [(n, s, rows, last) for (n, s), (rows, last) in per_event.items()], len(days)
+
+
 def suggest(data_map: DataMap, volumes: Iterable[tuple[str, str | None, int, dt.datetime | None]], days: int,
             threshold_per_day: float, needed: Mapping[str, str] | None = None) -> list[Suggestion]:
     """Events now sent whose volume is under `threshold_per_day` over `days`, the days that have data
