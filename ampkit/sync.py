@@ -613,10 +613,14 @@ class Run:
 
 
 def _keys(rows: list[dict]) -> list[dict]:
-    """The snapshot's rows per (name, source, loaded hour) as rows per (name, source), largest first (pure)."""
+    """The snapshot's rows per (name, source, loaded hour) as rows per (name, source), largest first (pure).
+
+    An empty source is no source: the SQL matches rows to their decision on COALESCE(source, ''), so
+    two keys for one (a decision each) would give their rows two decisions, which BigQuery's UPDATE
+    in the checkpoint refuses."""
     tally: collections.Counter = collections.Counter()
     for r in rows:
-        tally[(r["name"], r["source"])] += r["row_count"]
+        tally[(r["name"], r["source"] or None)] += r["row_count"]
     return [{"name": n, "source": s, "row_count": c}
             for (n, s), c in sorted(tally.items(), key=lambda kv: (-kv[1], kv[0][0] or "", kv[0][1] or ""))]
 

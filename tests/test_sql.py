@@ -268,7 +268,7 @@ def sync_world(draw, tables: dict, params: dict):
                             "source": row["source"], "insert_id": row["insert_id"] or f"sg-{row['id']}",
                             "event_time": row["timestamp"], "loaded_at": row["loaded_at"], "rule": None, "outcome": None})
     world = {"ampkit_pending": pending}
-    keys = {(p["name"], p["source"]) for p in pending}
+    keys = {(p["name"], p["source"] or None) for p in pending}  # one decision per COALESCE(source, ''), as sync._keys
     world["ampkit_run_rules"] = [{"run_id": run_id, "name": n, "source": src, "action": draw(st.sampled_from(["send", "send", "exclude", "hold"])),
                                   "rule": draw(st.sampled_from(["default", "backend", "code_insights"])), "reason": None}
                                  for n, src in sorted(keys, key=repr)]

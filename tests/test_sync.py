@@ -418,3 +418,11 @@ def test_the_lease_is_renewed_on_a_timer_while_a_run_outlives_it(seeded, make_co
     with warehouses.open(seeded) as wh:
         expiries = _query(wh, "SELECT holder, expires_at FROM ampkit_lease")
     assert [e["holder"] for e in expiries] == [None]  # given back at the end
+
+
+def test_an_empty_source_and_no_source_are_one_key_with_one_decision():
+    """The checkpoint matches rows to decisions on COALESCE(source, ''): two keys for one would give
+    its rows two decisions, an UPDATE BigQuery refuses (the ZetaSQL oracle found it; DuckDB allows it)."""
+    rows = [{"name": "X", "source": None, "row_count": 2}, {"name": "X", "source": "", "row_count": 3},
+            {"name": "X", "source": "WEB", "row_count": 1}]
+    assert sync._keys(rows) == [{"name": "X", "source": None, "row_count": 5}, {"name": "X", "source": "WEB", "row_count": 1}]
