@@ -80,9 +80,11 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["lag_minutes"] = (frame["lag_seconds"] / 60).round(1)
+    for c in ("lag_event_p50", "lag_event_p95", "newest_age_seconds"):
+        frame[c.replace("_seconds", "") + "_minutes"] = (frame[c].astype(float) / 60).round(1)
     columns = ["started_at", "status", "mode", "window_start", "window_end", "extracted", "accepted",
-               "filtered_total", "rejected_total", "duration_seconds", "lag_minutes", "notebook_path", "error"]
+               "filtered_total", "rejected_total", "duration_seconds", "lag_event_p50_minutes", "lag_event_p95_minutes",
+               "newest_age_minutes", "notebook_path", "error"]
     return frame[columns]
 
 

@@ -222,15 +222,17 @@ def runs(obj, limit, as_json):
     if as_json:
         click.echo(json.dumps(rows, default=str))
         return
+    # Lag: minutes from an accepted event's timestamp to Amplitude's acceptance (p50/p95), and the age
+    # of the run's newest accepted event when it finished.
     click.echo(f"{'started (UTC)':<17} {'status':<15} {'window':<23} {'extracted':>10} {'accepted':>9} {'filtered':>9} "
-               f"{'rejected':>9} {'secs':>6} {'lag min':>8}  record")
+               f"{'rejected':>9} {'secs':>6} {'p50/p95 min':>11} {'newest min':>10}  record")
     for r in rows:
         window = f"{_t(r['window_start'])[5:]}..{_t(r['window_end'])[11:]}" if r["window_start"] else "-"
-        # Lag: how far the newest staged row is beyond what this run covered.
-        lag = r["lag_seconds"] / 60 if r["lag_seconds"] is not None else None
+        lag = "-" if r["lag_event_p50"] is None else f"{r['lag_event_p50'] / 60:.0f}/{r['lag_event_p95'] / 60:.0f}"
+        age = "-" if r["newest_age_seconds"] is None else f"{r['newest_age_seconds'] / 60:.0f}"
         click.echo(f"{_t(r['started_at']):<17} {r['status']:<15} {window:<23} {r['extracted'] or 0:>10,} {r['accepted'] or 0:>9,} "
                    f"{r['filtered_total'] or 0:>9,} {r['rejected_total'] or 0:>9,} {r['duration_seconds'] or 0:>6.1f} "
-                   f"{'-' if lag is None else f'{max(lag, 0):.0f}':>8}  {r['notebook_path'] or '-'}")
+                   f"{lag:>11} {age:>10}  {r['notebook_path'] or '-'}")
 
 
 @cli.group()

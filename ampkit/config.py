@@ -50,7 +50,13 @@ class Config:
     data_map: str = ""               # path; empty = the data map shipped with ampkit
     time_zone: str = "UTC"           # the Amplitude project's time zone
     now: dt.datetime | None = None   # clock override: every run reproducible
-    settle_seconds: int = 300
+    # How often the sync runs (docs/FRESHNESS.md): 60 = hourly, 5 = every five minutes; the scheduling
+    # recipes (`ampkit schedule`) and the staging lookback follow it.
+    sync_interval_minutes: int = 60
+    # Each run stages its new rows itself (the staging query, under the run's lease) instead of a
+    # BigQuery scheduled query: rows are sent by the run that staged them, with no settle delay.
+    stage_in_run: bool = False
+    settle_seconds: int = 300        # rows loaded by the scheduled query are sent this long after loaded_at
     lookback_hours: int = 6
     initial_lookback_hours: int = 6  # where a first run starts when there is no watermark
     max_events_per_request: int = 2000
@@ -72,6 +78,10 @@ class Config:
     guardrail_min_events: int = 50   # hours under this many events (seen or expected) never alarm
     guardrail_weeks: int = 4         # weeks of history the baseline is the median of (1 to 8)
     export_lag_seconds: int = 7200   # Amplitude's export lag (2 h); the sandbox's is configurable
+    # `ampkit freshness`: the age of the newest event at a stage past which it warns / errs;
+    # 0 = from the cadence (docs/FRESHNESS.md). The export stage is allowed export_lag_seconds more.
+    freshness_warn_minutes: int = 0
+    freshness_error_minutes: int = 0
     lease_seconds: int = 3600
     min_id_length: int = 5
     confirm_threshold_events: int = 5_000_000
@@ -288,6 +298,16 @@ def _validate(c: Config) -> None:
         # Amplitude's insert_id dedup and the lookback the hourly run reads back over.
         raise ConfigError(f"outcome_retention_days ({c.outcome_retention_days}) must be more than dedup_horizon_days "
                           f"({c.dedup_horizon_days}) and more than a day beyond lookback_hours ({c.lookback_hours})")
+    n = c.sync_interval_minutes
+    if not (1 <= n <= 60 and 60 % n == 0) and not (60 < n <= 1440 and n % 60 == 0 and 1440 % n == 0):
+        # A schedule must tile the hour (or the day) so every recipe can say it in cron's terms.
+        raise ConfigError(f"sync_interval_minutes must divide an hour (1, 5, 10, 15, 30, 60) or be whole hours "
+                          f"dividing a day (120, 180, ..., 1440), got {n}")
+    if c.freshness_warn_minutes < 0 or c.freshness_error_minutes < 0:
+        raise ConfigError("freshness_warn_minutes and freshness_error_minutes must not be negative (0 = from the cadence)")
+    if c.freshness_warn_minutes and c.freshness_error_minutes and c.freshness_error_minutes < c.freshness_warn_minutes:
+        raise ConfigError(f"freshness_error_minutes ({c.freshness_error_minutes}) must not be below "
+                          f"freshness_warn_minutes ({c.freshness_warn_minutes})")
     if c.guardrail not in GUARDRAIL_MODES:
         raise ConfigError(f"guardrail must be one of {', '.join(GUARDRAIL_MODES)}, got '{c.guardrail}'")
     if c.guardrail_band <= 1:

@@ -354,6 +354,21 @@ def reject_params(warehouse, run_id: str, rejects: list[dict]) -> dict[str, list
                for c in ("insert_id", "name", "event_time", "loaded_at", "reason", "detail", "event")}}
 
 
+LAG_COLUMNS = ("lag_events", "lag_event_p50", "lag_event_p95", "lag_event_max", "lag_loaded_p50", "lag_loaded_p95",
+               "lag_loaded_max", "newest_event_at")
+
+
 def runs(warehouse, limit: int = 20) -> list[dict]:
-    """The last `limit` ledger rows, newest first (I/O)."""
-    return warehouse.run("runs_list", {"limit": limit}).to_pylist()
+    """The last `limit` ledger rows, newest first, each with the lag of what it accepted and the age
+    of its newest accepted event when it finished (two queries) (I/O)."""
+    rows = warehouse.run("runs_list", {"limit": limit}).to_pylist()
+    if not rows:
+        return rows
+    since = min(r["started_at"] for r in rows)
+    lags = {r["run_id"]: r for r in warehouse.run("lag_runs", {"since": since}).to_pylist()}
+    for r in rows:
+        found = lags.get(r["run_id"], {})
+        r.update({c: found.get(c) for c in LAG_COLUMNS})
+        newest, done = r["newest_event_at"], r["finished_at"]
+        r["newest_age_seconds"] = (done - newest).total_seconds() if newest and done else None
+    return rows

@@ -9,8 +9,8 @@ In every slice `extracted == accepted + sum(filtered) + sum(rejected)`, checked 
 transaction that records it.
 
 On BigQuery every job costs a second or two and every byte read is billed, so the stages are few
-jobs that read bounded partitions: an hourly run is six (begin, plan, snapshot, deliver,
-checkpoint, finish), whatever the clock reads, and a backfill a few per million rows.
+jobs that read bounded partitions: an hourly run is seven whatever the clock reads (docs/BIGQUERY.md),
+eight when it stages its own rows (`stage_in_run`), and a backfill a few per million rows.
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ampkit import amplitude, datamap as datamaps, guardrail, state
+from ampkit import amplitude, datamap as datamaps, guardrail, lag, stage, state
 from ampkit import warehouse as warehouses
 from ampkit.config import Config
 from ampkit.counts import Counts
@@ -104,6 +105,8 @@ class SyncResult(Counts):
     error: str = ""
     # The volume guardrail's verdict on the open window (guardrail.Verdict.to_dict()), if it judged one.
     guardrail: dict | None = None
+    # How long the accepted events took to reach Amplitude (lag.Lags.summary()), if any were accepted.
+    lag: dict | None = None
 
     def absorb(self, w: WindowResult) -> None:
         self.windows.append(w)
@@ -127,6 +130,8 @@ class SyncResult(Counts):
             out["warnings"] = self.warnings
         if self.samples:
             out["samples"] = self.samples
+        if self.lag:
+            out["lag"] = self.lag
         if self.guardrail:
             out["guardrail"] = {k: v for k, v in self.guardrail.items() if k != "hours"}
         if details and len(self.windows) > 1:
@@ -258,6 +263,8 @@ class Run:
         self.in_flight: Counts | None = None
         self.begun: state.Begun | None = None
         self.guard: guardrail.Guard | None = None
+        self.lags = lag.Lags()
+        self.staged = False  # this run staged its rows itself, so they need no settle time
 
     # -- the run ------------------------------------------------------------------------------
     def go(self, start, end, force, yes) -> SyncResult:
@@ -301,6 +308,11 @@ class Run:
                 raise
         self._finish()
         return self.result
+
+    def clock(self) -> dt.datetime:
+        """The run's clock: its start (the config's clock) plus the time it has run, so a replayed
+        run with a fixed clock still counts the seconds its requests took."""
+        return self.ctx.now + dt.timedelta(seconds=time.monotonic() - self.started)
 
     def _skipped(self, exc: LockedError) -> SyncResult:
         logger.warning("skipped: %s", exc)
@@ -353,6 +365,10 @@ class Run:
         ctx = self.ctx
         self.begun = begun
         self.kept_from = begun.kept_from or EPOCH
+        if ctx.config.stage_in_run and start is None and not ctx.dry_run:
+            # Under the lease: two runs staging at once could both insert a row (appends do not conflict).
+            stage.load(ctx.warehouse, ctx.config, ctx.now, first=begun.watermark is None)
+            self.staged = True
         windows = self.plan(begun, start, end, force, yes)
         if not windows:
             self.result.window_start, self.result.window_end = self._empty_bounds(begun, start, end)
@@ -377,7 +393,7 @@ class Run:
         if start is not None:
             return self._backfill_plan(start, end or ctx.now, yes)
         mark = begun.watermark
-        upper = ctx.now - dt.timedelta(seconds=config.settle_seconds)
+        upper = self._upper()
         lower = mark or (upper - dt.timedelta(hours=config.initial_lookback_hours))
         horizon = ctx.now - dt.timedelta(days=config.dedup_horizon_days)
         if mark and mark < horizon and not force:
@@ -413,10 +429,15 @@ class Run:
         """The bounds of a run with nothing to do, so an empty run still says what it looked at."""
         if start is not None:
             return start, end or self.ctx.now
-        upper = self.ctx.now - dt.timedelta(seconds=self.ctx.config.settle_seconds)
+        upper = self._upper()
         start = begun.watermark or upper
         # A run whose clock is behind the watermark (a replayed hour) looked at nothing: never a backwards window.
         return start, max(start, upper)
+
+    def _upper(self) -> dt.datetime:
+        """Where the open window ends: the clock, less the settle time unless the run staged its rows
+        itself (the scheduled query stamps loaded_at with its start and commits later)."""
+        return self.ctx.now - dt.timedelta(seconds=0 if self.staged else self.ctx.config.settle_seconds)
 
     # -- per window ---------------------------------------------------------------------------
     def deliver(self, window: Window) -> WindowResult:
@@ -505,7 +526,8 @@ class Run:
         self.in_flight = counts  # what a failed run records of the slice it failed in
         params = {**extract_params(ctx.config, ctx.run_id, ctx.now, part.lookback_start, part.end),
                   **state.rule_params(decisions)}
-        rejects = self._send(params, counts, small)
+        lags = lag.Lags()
+        rejects = self._send(params, counts, small, lags)
         if ctx.dry_run:
             outcomes = ctx.warehouse.run("sync_resolve", {"run_id": ctx.run_id, "start_time": params["start_time"],
                                                           **state.reject_params(ctx.warehouse, ctx.run_id, [])}).to_pylist()
@@ -516,7 +538,9 @@ class Run:
             counts.check("dry run")
             self.in_flight = None
             return counts
-        outcomes = self._checkpoint(part, params, counts, rejects, verdict)
+        outcomes = self._checkpoint(part, params, counts, rejects, verdict, lags)
+        self.lags.merge(lags)
+        self.result.lag = self.lags.summary() if self.lags.cells else None
         accepted_by_amplitude = counts.accepted
         counts.settle(outcomes)
         if counts.accepted != accepted_by_amplitude:  # checked in the transaction too; this says it in Python's words
@@ -545,8 +569,9 @@ class Run:
         self.result.warnings += warnings
         return decisions
 
-    def _send(self, params: dict, counts: Counts, small: bool) -> list[dict]:
-        """Stream the slice's events from the transform to Amplitude; returns the rejected rows."""
+    def _send(self, params: dict, counts: Counts, small: bool, lags: lag.Lags) -> list[dict]:
+        """Stream the slice's events from the transform to Amplitude, counting how long the accepted
+        ones took to get there in `lags`; returns the rejected rows."""
         ctx = self.ctx
         rejects: list[dict] = []
         self.bar.total(counts.extracted)
@@ -578,17 +603,22 @@ class Run:
             counts.retries += sent.retries
             self.result.request_log += sent.log
             counts.accepted += sent.accepted
+            accepted = batch
             if sent.dead:
                 rejects += _dead_rows(batch, sent.dead)
+                alive = np.ones(batch.num_rows, bool)
+                alive[[i for i, _, _ in sent.dead]] = False
+                accepted = batch.filter(pa.array(alive))
+            lags.add(self.clock(), accepted.column("event_time"), accepted.column("loaded_at"))
             if sent.accepted + len(sent.dead) != batch.num_rows:
                 raise AccountingError(f"sent {batch.num_rows} events but {sent.accepted} were accepted and {len(sent.dead)} dead-lettered")
             self.bar.update(batch.num_rows)
         return rejects
 
     def _checkpoint(self, part: Window, params: dict, counts: Counts, rejects: list[dict],
-                    verdict: guardrail.Verdict | None) -> list[dict]:
-        """Record the slice's outcomes, dead letters, counts, volumes, accepted departures and the
-        watermark in one transaction (I/O)."""
+                    verdict: guardrail.Verdict | None, lags: lag.Lags) -> list[dict]:
+        """Record the slice's outcomes, dead letters, counts, volumes, lags, accepted departures and
+        the watermark in one transaction (I/O)."""
         ctx = self.ctx
         # Accepted departures are recorded with the slice that closes the window, once.
         accepted = verdict.accepted if verdict and part.move_watermark else []
@@ -598,6 +628,7 @@ class Run:
                     "window_start": part.start, "data_map_version": ctx.data_map.version,
                     "approved_by": state.operator(), "accepted_volumes": [d.key for d in accepted],
                     "accepted_notes": [str(d) for d in accepted],
+                    "accepted_at": self.clock(), **lags.params(),
                     **state.reject_params(ctx.warehouse, ctx.run_id, rejects)}
         with self.lease.quiet():
             finalize["expires_at"] = state.wall_clock() + dt.timedelta(seconds=ctx.config.lease_seconds)

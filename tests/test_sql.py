@@ -238,6 +238,11 @@ def parameter_values(name: str, kind: str):
         "weeks": st.integers(0, 8),
         "accepted_volumes": st.lists(st.sampled_from(["search", "product_ui"]), max_size=2, unique=True),
         "accepted_notes": st.lists(st.sampled_from(["family 'search' would send 0 events", ""]), max_size=2),
+        # A slice's lag histogram: parallel arrays of one length (lag.Lags.params()).
+        "lag_hours": st.just([dt.datetime(2022, 3, 14, 11, tzinfo=UTC), dt.datetime(2022, 3, 14, 11, tzinfo=UTC)]),
+        "lag_measures": st.just(["event", "loaded"]), "lag_buckets": st.sampled_from([[420, 60], [0, 7300]]),
+        "lag_counts": st.sampled_from([[3, 3], [1, 2]]),
+        "lag_newest": st.just([dt.datetime(2022, 3, 14, 11, 53, tzinfo=UTC), dt.datetime(2022, 3, 14, 11, 59, tzinfo=UTC)]),
     }
     if name in special:
         return special[name]
@@ -584,7 +589,8 @@ UNBOUNDED = {
 
 def test_every_hourly_read_of_a_partitioned_table_names_its_partition_column():
     assert partition_columns() == {"event_logs": "timestamp", "amplitude_events": "loaded_at",
-                                   "ampkit_deliveries": "loaded_at", "ampkit_volumes": "loaded_hour"}
+                                   "ampkit_deliveries": "loaded_at", "ampkit_volumes": "loaded_hour",
+                                   "ampkit_lags": "accepted_at"}
     found = {(p.name, t) for p in SQL_FILES if p.parent.name != "scheduled" for t in unbounded_references(p)}
     assert found - set(UNBOUNDED) == set(), f"reads every partition: {sorted(found - set(UNBOUNDED))}"
     assert set(UNBOUNDED) - found == set(), f"bounded now, drop from UNBOUNDED: {sorted(set(UNBOUNDED) - found)}"

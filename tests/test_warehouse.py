@@ -297,6 +297,9 @@ SAMPLE_PARAMS = {
     "reject_reasons": ["no_id"], "reject_details": [""], "reject_events": ['{"event_type":"Event3"}'],
     "hour_from": t(2024, 1, 1, 11), "hour_to": t(2024, 1, 1, 13), "weeks": 4, "approved_by": "analyst",
     "note": "reviewed", "accepted_volumes": ["search"], "accepted_notes": ["family 'search' flood"],
+    "accepted_at": t(2024, 1, 1, 12, 5), "lag_hours": [t(2024, 1, 1, 11), t(2024, 1, 1, 11)],
+    "lag_measures": ["event", "loaded"], "lag_buckets": [420, 300], "lag_counts": [2, 2],
+    "lag_newest": [t(2024, 1, 1, 11, 58), t(2024, 1, 1, 12)],
 }
 
 

@@ -21,7 +21,7 @@ PARAMETER_TYPES: dict[str, str] = {
         "run_time", "since", "until", "now", "expires_at", "start_ts", "end_ts", "scan_end", "start_time",
         "started_at", "finished_at", "window_start", "window_end", "event_start", "event_end",
         "lookback_start", "lag_cutoff", "watermark", "dedup_start", "future_limit", "horizon", "stage_since",
-        "kept_from", "rollup_before", "hour_from", "hour_to"], "TIMESTAMP"),
+        "kept_from", "rollup_before", "hour_from", "hour_to", "accepted_at"], "TIMESTAMP"),
     "amplitude_start_date": "DATE",
     **dict.fromkeys([
         "extracted", "sent", "accepted", "filtered_total", "rejected_total", "requests", "retries", "limit",
@@ -40,6 +40,10 @@ PARAMETER_TYPES: dict[str, str] = {
                      # Volume departures an operator accepted for a run's window, and why.
                      "accepted_volumes", "accepted_notes"], "ARRAY<STRING>"),
     "reject_ids": "ARRAY<INT64>",
+    # A slice's lag histogram (lag.py), as parallel arrays.
+    **dict.fromkeys(["lag_hours", "lag_newest"], "ARRAY<TIMESTAMP>"),
+    "lag_measures": "ARRAY<STRING>",
+    **dict.fromkeys(["lag_buckets", "lag_counts"], "ARRAY<INT64>"),
 }
 
 # sqlglot warns on BigQuery-only table options (PARTITION BY, CLUSTER BY) it drops for DuckDB;

@@ -147,6 +147,22 @@ CREATE TABLE IF NOT EXISTS ampkit_volumes (
 PARTITION BY TIMESTAMP_TRUNC(loaded_hour, HOUR)
 OPTIONS (require_partition_filter = TRUE, partition_expiration_days = 63);
 
+-- How long accepted events took to reach Amplitude (docs/FRESHNESS.md): per run, event hour and
+-- measure ('event': from the event's timestamp, 'loaded': from its loaded_at), the events whose lag
+-- rounds up to lag_seconds (two significant figures), and the newest of them. Runs, hours and days
+-- merge exactly; the day partitions of acceptance keep the charts' and freshness checks' reads small.
+CREATE TABLE IF NOT EXISTS ampkit_lags (
+  run_id STRING NOT NULL,
+  accepted_at TIMESTAMP NOT NULL,
+  event_hour TIMESTAMP NOT NULL,
+  measure STRING NOT NULL,
+  lag_seconds INT64 NOT NULL,
+  row_count INT64 NOT NULL,
+  newest_at TIMESTAMP
+)
+PARTITION BY DATE(accepted_at)
+OPTIONS (require_partition_filter = TRUE, partition_expiration_days = 400);
+
 -- What people approved: a data map version reviewed with `ampkit datamap approve` (kind
 -- 'data_map', subject its version), a volume departure accepted for one run's window with
 -- `ampkit sync --accept-volume` (kind 'volume', subject the rule or family).

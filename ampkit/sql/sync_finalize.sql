@@ -76,6 +76,11 @@ LEFT JOIN ampkit_run_rules AS r
   ON r.run_id = p.run_id AND r.name = p.name AND COALESCE(r.source, '') = COALESCE(p.source, '')
 WHERE p.run_id = @run_id AND p.outcome <> 'held' AND p.loaded_at IS NOT NULL
 GROUP BY 2, 3, 4, 5, 6;
+-- How long the slice's accepted events took to reach Amplitude (lag.py's histogram), with them.
+INSERT INTO ampkit_lags (run_id, accepted_at, event_hour, measure, lag_seconds, row_count, newest_at)
+SELECT @run_id, @accepted_at, event_hour, @lag_measures[SAFE_OFFSET(i)], @lag_buckets[SAFE_OFFSET(i)],
+  @lag_counts[SAFE_OFFSET(i)], @lag_newest[SAFE_OFFSET(i)]
+FROM UNNEST(@lag_hours) AS event_hour WITH OFFSET AS i;
 -- Departures an operator accepted for this window (`ampkit sync --accept-volume`), with it.
 INSERT INTO ampkit_approvals (kind, subject, map_version, window_start, window_end, run_id, approved_by, approved_at, note)
 SELECT 'volume', subject, @data_map_version, @window_start, @watermark, @run_id, @approved_by, @finished_at,
