@@ -142,6 +142,31 @@ def status(obj):
     click.echo(f"{'data map':<22} {_map_status(configured.version, deployed, approved)}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: each stage's newest event, age and status.")
+@click.option("--prometheus", is_flag=True, help="Prometheus text format (node_exporter's textfile collector).")
+@click.option("--no-export", is_flag=True, help="Do not ask Amplitude's Export API (no request leaves the machine).")
+@click.pass_obj
+def freshness(obj, as_json, prometheus, no_export):
+    """How old the newest event is in event_logs, in amplitude_events, accepted by Amplitude and in
+    Amplitude's export. Exits 0 when fresh, 1 past a warn threshold, 2 past an error threshold, 3
+    when it could not check (docs/FRESHNESS.md)."""
+    from ampkit import freshness as fresh
+    try:
+        config = obj.config()
+    except AmpkitError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(fresh.EXIT["unknown"])
+    result = fresh.measure(config, export=not no_export)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    elif prometheus:
+        click.echo(result.prometheus(), nl=False)
+    else:
+        click.echo("\n".join(result.lines()))
+    sys.exit(result.exit_code)
+
+
 def _map_status(configured: str, deployed: str | None, approved: bool) -> str:
     if deployed is None:
         return f"{configured}; no window synced with a map yet"

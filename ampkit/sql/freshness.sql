@@ -9,5 +9,5 @@ SELECT
   (SELECT MAX(loaded_at) FROM amplitude_events WHERE loaded_at >= @since AND loaded_at <= @now) AS staged_at,
   (SELECT MAX(newest_at) FROM ampkit_lags
    WHERE accepted_at >= @since AND measure = 'event' AND newest_at <= @now) AS accepted,
-  (SELECT MAX(accepted_at) FROM ampkit_lags WHERE accepted_at >= @since AND accepted_at <= @now) AS accepted_at,
-  (SELECT MAX(finished_at) FROM ampkit_runs WHERE status = 'ok' AND finished_at <= @now) AS last_ok_run
+  (SELECT MAX(accepted_at) FROM ampkit_lags WHERE accepted_at >= @since) AS accepted_at,
+  (SELECT MAX(finished_at) FROM ampkit_runs WHERE status = 'ok') AS last_ok_run
