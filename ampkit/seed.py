@@ -56,6 +56,10 @@ class SeedSpec:
     late_share: float = 0.01
     first_id: int = 1
     until: dt.datetime | None = None   # no event after this time (the clock): history, not the future
+    # Median seconds between an event and its commit to event_logs; 0 = every on-time row is there
+    # at its timestamp. Set, each row arrives after a log-normal delay (a minute or two for the
+    # slowest 5%, up to half an hour), the continuous load a sub-hourly sync sees.
+    commit_delay_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,6 +314,19 @@ def late_arrivals(late: pa.Table, rng: np.random.Generator) -> pa.Table:
     return late.append_column("arrive_at", pc.add(late.column("timestamp"), lag))
 
 
+# The spread of commit delays (log-normal sigma) and their cap.
+COMMIT_DELAY_SIGMA = 1.2
+COMMIT_DELAY_CAP_SECONDS = 1800
+
+
+def committed_late(rows: pa.Table, median_seconds: float, rng: np.random.Generator) -> pa.Table:
+    """`rows` with the time each is committed to event_logs: a log-normal delay after it happened
+    with the given median, capped at COMMIT_DELAY_CAP_SECONDS."""
+    delay = np.minimum(rng.lognormal(np.log(median_seconds), COMMIT_DELAY_SIGMA, rows.num_rows), COMMIT_DELAY_CAP_SECONDS)
+    lag = pa.array((delay * 1_000_000).astype(np.int64), pa.duration("us"))
+    return rows.append_column("arrive_at", pc.add(rows.column("timestamp"), lag))
+
+
 @dataclasses.dataclass(frozen=True)
 class SeedResult:
     """What `fill` wrote: rows in event_logs, rows waiting as late arrivals, seconds taken."""
@@ -333,6 +350,11 @@ def fill(warehouse, spec: SeedSpec, replace: bool = False) -> SeedResult:
     rows = late_rows = 0
     buffered: list[pa.Table] = []
     for ontime, late in generate(spec):
+        if spec.commit_delay_seconds > 0:
+            # Every row waits for its commit, like the late ones: release() lands it at its time.
+            warehouse.append("seed_late_arrivals", committed_late(ontime, spec.commit_delay_seconds, rng))
+            late_rows += ontime.num_rows
+            ontime = ontime.slice(0, 0)
         buffered.append(ontime)
         rows += ontime.num_rows
         if late.num_rows:
