@@ -167,6 +167,19 @@ def freshness(obj, as_json, prometheus, no_export):
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@click.argument("kind", type=click.Choice(["cron", "systemd-timer", "systemd-service", "kubernetes", "cloud-scheduler"]))
+@click.option("--interval-minutes", type=int, help="Minutes between runs ($AMPKIT_SYNC_INTERVAL_MINUTES; default 60).")
+@click.pass_obj
+@handle_errors
+def schedule(obj, kind, interval_minutes):
+    """Print a scheduling recipe for the sync at its cadence: a crontab line, a systemd timer or
+    service, a Kubernetes CronJob, or the Cloud Scheduler + Cloud Run job commands."""
+    from ampkit import schedule as schedules
+    config = obj.config(sync_interval_minutes=interval_minutes)  # validated like every setting
+    click.echo(schedules.render(kind, config.sync_interval_minutes), nl=False)
+
+
 def _map_status(configured: str, deployed: str | None, approved: bool) -> str:
     if deployed is None:
         return f"{configured}; no window synced with a map yet"

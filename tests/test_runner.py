@@ -374,6 +374,10 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_scheduled_hourly_sync(i
     # Without ampkit anywhere, it says so.
     bare = subprocess.run([script], cwd=elsewhere, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert bare.returncode == 127 and "ampkit is not installed" in bare.stderr
+    # The recipes ship in the wheel: any cadence renders from a pip install.
+    recipe = subprocess.run([str(installed / "bin" / "ampkit"), "schedule", "cron", "--interval-minutes", "5"],
+                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert recipe.returncode == 0 and recipe.stdout.splitlines()[2].startswith("1-59/5 * * * *"), recipe.stderr
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
