@@ -102,6 +102,57 @@ def runs_history(rows: list[dict]) -> go.Figure:
     return fig
 
 
+LAG_COLORS = {"p50": "#2a9d8f", "p95": "#e76f51", "newest": "#264653"}
+
+
+def lag_table(result) -> pd.DataFrame:
+    """How long this run's accepted events took to reach Amplitude, in minutes (lag.Lags.summary())."""
+    lag = getattr(result, "lag", None)
+    if not lag:
+        return pd.DataFrame({"note": ["This run accepted no events, so it has no lag to report."]})
+    names = {"event": "from the event's timestamp", "loaded": "from loaded_at (staged)"}
+    rows = [{"lag": names[m], "events": lag[m]["events"],
+             **{k: None if lag[m][k] is None else round(lag[m][k] / 60, 1) for k in ("p50", "p95", "max")}}
+            for m in ("event", "loaded")]
+    frame = pd.DataFrame(rows).rename(columns={"p50": "p50 (min)", "p95": "p95 (min)", "max": "max (min)"})
+    frame.attrs["newest_event_at"] = lag["newest_event_at"]
+    return frame.set_index("lag")
+
+
+def lag_history(rows: list[dict]) -> go.Figure:
+    """Per run over time: p50 and p95 minutes from an event to Amplitude, and the age of the newest
+    accepted event when the run ended, on a log scale so a backfill's days do not flatten the hours."""
+    frame = pd.DataFrame([r for r in rows if r.get("lag_event_p50") is not None])
+    fig = go.Figure()
+    if frame.empty:
+        fig.update_layout(title="No run has sent events yet: no lag to chart")
+        return fig
+    frame = frame.sort_values("started_at")
+    for key, column in (("p50", "lag_event_p50"), ("p95", "lag_event_p95"), ("newest", "newest_age_seconds")):
+        label = {"p50": "p50 event to Amplitude", "p95": "p95 event to Amplitude",
+                 "newest": "age of the newest accepted event at the run's end"}[key]
+        fig.add_scatter(x=frame["started_at"], y=frame[column].astype(float) / 60, mode="lines+markers", name=label,
+                        line_color=LAG_COLORS[key], hovertext=frame["run_id"] + " (" + frame["mode"].fillna("") + ")")
+    fig.update_layout(title="How fresh Amplitude was after each run", yaxis_type="log",
+                      yaxis_title="minutes (log scale)", xaxis_title="run started (UTC)")
+    return fig
+
+
+def lag_by_hour(rows: list[dict]) -> go.Figure:
+    """Per hour of event time: p50 and p95 minutes to Amplitude over every run that sent it."""
+    frame = pd.DataFrame(rows)
+    fig = go.Figure()
+    if frame.empty:
+        fig.update_layout(title="No events reached Amplitude in this period")
+        return fig
+    for key in ("p50", "p95"):
+        fig.add_bar(x=frame["event_hour"], y=frame[f"lag_event_{key}"].astype(float) / 60, name=f"{key} event to Amplitude",
+                    marker_color=LAG_COLORS[key], hovertext=frame["events"].map("{:,} events".format))
+    fig.update_layout(title="Minutes from an event to Amplitude, by the hour it happened", barmode="group",
+                      yaxis_type="log", yaxis_title="minutes (log scale)", xaxis_title="event hour (UTC)")
+    return fig
+
+
 # --- reconciliation -----------------------------------------------------------------------
 
 CAUSE_COLORS = {"before_start": "#6c757d", "not_staged": "#8ecae6", "not_synced": "#219ebc", "late_beyond_lookback": "#023047",

@@ -358,6 +358,11 @@ LAG_COLUMNS = ("lag_events", "lag_event_p50", "lag_event_p95", "lag_event_max", 
                "lag_loaded_max", "newest_event_at")
 
 
+def lag_by_hour(warehouse, since: dt.datetime, until: dt.datetime) -> list[dict]:
+    """Per event hour in [since, until): events and p50/p95/max seconds to Amplitude over every run (I/O)."""
+    return warehouse.run("lag_hours", {"since": since, "until": until}).to_pylist()
+
+
 def runs(warehouse, limit: int = 20) -> list[dict]:
     """The last `limit` ledger rows, newest first, each with the lag of what it accepted and the age
     of its newest accepted event when it finished (two queries) (I/O)."""

@@ -108,6 +108,30 @@ def measure() -> dict[str, Any]:
         # Bytes per hourly run at 1x and 10x history.
         for label, days in (("history_1x", 14), ("history_10x", 140)):
             out[label] = with_history(days, NOW.replace(hour=0))
+        # A run of a 5-minute cadence that stages its own rows (issue 17): 60 new events in event_logs,
+        # the run 6 minutes past the hour (a two-hour staging lookback) and 1 minute past (the hour's sweep).
+        from ampkit.config import FIELDS as _fields
+        if "stage_in_run" in _fields:
+            def five_minute(days: int, minute: int) -> dict[str, Any]:
+                ctx, bq = fresh()
+                try:
+                    _history(bq, days, 400, NOW - dt.timedelta(hours=8))
+                    bq.sql("""INSERT INTO analytics.event_logs (id, name, source, timestamp, public_argument, device_id, insert_id)
+                              SELECT id, name, source, timestamp, public_argument, device_id, insert_id FROM analytics.amplitude_events""")
+                    at = NOW + dt.timedelta(minutes=minute)
+                    bq.sql("""INSERT INTO analytics.event_logs (id, name, source, timestamp, public_argument, device_id)
+                              SELECT 5000000 + range, 'SearchResultsQueried', 'WEB', CAST(? AS TIMESTAMPTZ) + to_microseconds(range * 5000000),
+                                     '{"query":"repo:sourcegraph"}', 'device-' || CAST(range % 31 AS VARCHAR) FROM range(60)""",
+                           [at - dt.timedelta(minutes=5)])
+                    bq.sql("INSERT INTO analytics.ampkit_state (key, value, run_id, updated_at) VALUES ('watermark', ?, 'h', ?)", [NOW, NOW])
+                    _rolled_up(bq, NOW.replace(hour=0))
+                    cfg = _config(bq, sandbox.url, now=at, sync_interval_minutes=5, stage_in_run=True)
+                    return {**_cost(bq, cfg), "history_rows": days * 400, "days": days}
+                finally:
+                    ctx.__exit__(None, None, None)
+            for label, days in (("five_minute_1x", 14), ("five_minute_10x", 140)):
+                out[label] = five_minute(days, 6)
+            out["five_minute_sweep"] = five_minute(14, 1)
         # The first run of a day, with a day of row outcomes past retention to roll up (10 days here).
         from ampkit.config import FIELDS
         if "outcome_retention_days" in FIELDS:  # not in a checkout from before the roll-up

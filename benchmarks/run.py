@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from common import log  # noqa: E402
 
-SECTIONS = ("throughput", "memory", "pacing", "reconcile", "seeding", "ingest", "notebook", "bigquery", "profile")
+SECTIONS = ("throughput", "memory", "pacing", "reconcile", "seeding", "ingest", "notebook", "bigquery", "freshness", "profile")
 
 FULL = {
     "throughput_sizes": [100_000, 1_000_000], "throughput_repeats": 3, "sdk_rows": 20_000, "sdk_tune_rows": 5_000,
@@ -44,6 +44,7 @@ FULL = {
     "ingest_bodies": 400, "ingest_repeats": 3,
     "notebook_rows_per_day": 50_000, "notebook_repeats": 3,
     "profile_rows": 1_000_000,
+    "freshness_hours": 24, "freshness_rows_per_day": 50_000,
 }
 QUICK = {
     "throughput_sizes": [30_000], "throughput_repeats": 1, "sdk_rows": 2_000, "sdk_tune_rows": 1_000,
@@ -55,6 +56,7 @@ QUICK = {
     "ingest_bodies": 40, "ingest_repeats": 1,
     "notebook_rows_per_day": 20_000, "notebook_repeats": 1,
     "profile_rows": None,
+    "freshness_hours": 2, "freshness_rows_per_day": 20_000,
 }
 GOALS = {
     "sdk": 20.0,            # ampkit at least 20x the SDK
@@ -66,6 +68,7 @@ GOALS = {
     "recon_ratio": 1.5,
     "seed_seconds": 60.0,   # 10M rows
     "ingest_eps": 200_000.0,
+    "freshness_p95_seconds": 600.0,  # event to Amplitude within 10 minutes at a 5-minute cadence
 }
 
 
@@ -182,6 +185,11 @@ def run_sections(plan: dict[str, Any], only: set[str], workdir: Path) -> dict[st
         import bigquery
         return bigquery.measure()  # counts (jobs, bytes), the same in quick mode
     section("bigquery", bigquery_section)
+
+    def freshness_section():
+        import freshness
+        return freshness.measure(plan["freshness_hours"], plan["freshness_rows_per_day"], workdir)
+    section("freshness", freshness_section)
 
     def profile_section():
         import profiling as prof

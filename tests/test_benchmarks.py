@@ -32,7 +32,10 @@ FIGURES = [
     rf"7\. Hourly sync of one seeded hour .*\| {NUMBER} s / {NUMBER} s / {NUMBER} s",
     rf"8\. BigQuery: jobs per hourly run .*\| \*\*{NUMBER} / {NUMBER}\*\* \| <= 7 \| met",
     rf"8\. \.\.\. bytes of an hourly run at 10x history over 1x \| \*\*{NUMBER}x\*\* \| within 1\.1x \| met",
+    rf"8\. \.\.\. a 5-minute run staging its own rows: .*\| \*\*{NUMBER}\*\*; \*\*{NUMBER}x\*\* \| <= 8; within 1\.1x \| met",
     rf"8\. \.\.\. backfill since 2020-12-01 of 100M rows: .*\| \*\*{NUMBER} jobs\*\*",
+    rf"9\. Freshness: a simulated 2 h at a 5-minute cadence \(24 runs, {NUMBER} events\).*\| {NUMBER} min / \*\*{NUMBER} min\*\*",
+    rf"9\. \.\.\. every row that arrived staged once, sent once .*\| \*\*yes\*\* .*\| met",
 ]
 
 
@@ -50,5 +53,5 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     assert "| Figure (median of the runs) | Result | Goal | Verdict |" in done.stdout
     for heading in ("## Machine", "## 1. End-to-end sync throughput", "## 2. Memory", "## 3. Pacing under real limits",
                     "## 4. Reconciliation counting", "## 5. Seeding", "## 6. Sandbox ingest", "## 7. Notebook overhead",
-                    "## 8. The sync at BigQuery scale"):
+                    "## 8. The sync at BigQuery scale", "## 9. Freshness at a 5-minute cadence"):
         assert heading in text

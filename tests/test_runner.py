@@ -56,7 +56,12 @@ def test_hourly_sync_run_leaves_a_record_with_table_and_charts(kernel_env, seede
     html_tables = tables(nb)
     assert any("extracted" in t and "accepted" in t and "codeintel_deny_list" in t for t in html_tables)
     figures = [o for o in outputs(nb) if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 3
+    assert len(figures) == 4
+    # How fresh Amplitude is: this run's lag as a table, the recent runs' as a chart with data.
+    assert any("from the event&#x27;s timestamp" in t or "from the event's timestamp" in t for t in html_tables)
+    lag = figures[2]["data"]["application/vnd.plotly.v1+json"]
+    assert {t["name"] for t in lag["data"]} >= {"p50 event to Amplitude", "p95 event to Amplitude"}
+    assert all(t["y"] for t in lag["data"]) and lag["layout"]["yaxis"]["type"] == "log"
     # The first run on this warehouse: the guardrail has no history yet, and says so.
     band = figures[0]["data"]["application/vnd.plotly.v1+json"]["layout"]
     assert "no week of history for these hours yet" in band["annotations"][0]["text"]
@@ -258,7 +263,11 @@ def test_runs_overview_shows_the_ledger(kernel_env):
     assert result.status == "ok"
     nb = nbformat.read(result.notebook_path, as_version=4)
     shown = tables(nb)
-    assert shown and "hourly_sync" in shown[0] and "ok" in shown[0]
+    assert shown and "hourly_sync" in shown[0] and "ok" in shown[0] and "lag_event_p95_minutes" in shown[0]
+    figures = [o["data"]["application/vnd.plotly.v1+json"] for o in outputs(nb) if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    per_run, per_hour = figures[-2], figures[-1]
+    assert per_run["data"] and all(t["y"] for t in per_run["data"])
+    assert per_hour["data"] and per_hour["layout"]["xaxis"]["title"]["text"] == "event hour (UTC)"
 
 
 def test_no_secret_in_any_record_report_or_log(kernel_env, sandbox, tmp_path, capfd):

@@ -142,3 +142,40 @@ def test_the_backfill_estimate_at_one_hundred_million_rows():
     estimate = sync.estimate_backfill(windows)
     assert estimate.rows == 100_000_000 and estimate.windows == 50
     assert estimate.jobs <= 300
+
+
+FIVE_MINUTE_JOB_BUDGET = HOURLY_JOB_BUDGET + 1  # and the staging query, when the run stages its own rows
+
+
+def five_minutes_of_new_events(bq, rows: int, start: dt.datetime) -> None:
+    """`rows` events committed to event_logs in the 5 minutes after `start`, not staged yet."""
+    step = 300_000_000 // rows
+    bq.sql(f"""
+        INSERT INTO analytics.event_logs (id, name, source, timestamp, public_argument, device_id)
+        SELECT 5000000 + range, 'SearchResultsQueried', 'WEB', CAST(? AS TIMESTAMPTZ) + to_microseconds(range * {step}),
+               '{{"query":"repo:sourcegraph"}}', 'device-' || CAST(range % 31 AS VARCHAR)
+        FROM range({rows})""", [start])
+
+
+@pytest.mark.parametrize("minute", [6, 1], ids=["two-hour lookback", "the hour's 72-hour sweep"])
+def test_a_five_minute_run_that_stages_its_rows_is_eight_jobs_and_its_bytes_follow_new_rows(minute, sandbox):
+    """At a 5-minute cadence each run stages its own rows: one job more than an hourly run, and the
+    bytes it reads (event_logs' lookback, the staged partitions, the window) are the same at 14
+    and 140 days of history, so twelve runs an hour cost twelve times what one costs, no more."""
+    def one_run(days: int) -> tuple[int, int]:
+        with standin(days) as bq:
+            # event_logs holds the synced history too (it was staged from there).
+            bq.sql("""INSERT INTO analytics.event_logs (id, name, source, timestamp, public_argument, device_id, insert_id)
+                      SELECT id, name, source, timestamp, public_argument, device_id, insert_id FROM analytics.amplitude_events""")
+            at = NOW + dt.timedelta(minutes=minute)
+            five_minutes_of_new_events(bq, 60, at - dt.timedelta(minutes=5))
+            watermark(bq, NOW)  # the previous run's
+            cfg = make_config(bq, sandbox, now=at, sync_interval_minutes=5, stage_in_run=True)
+            result, bills = run_cost(bq, cfg)
+            # With them, over the lookback, the 300 rows of the hour before that no run has sent yet.
+            assert result.status == "ok" and result.extracted == 300 + 60, (result.extracted, result.warnings)
+            assert all(b["kind"] == "query" for b in bills)
+            return len(bills), sum(b["bytes_processed"] for b in bills)
+    (jobs_small, small), (jobs_large, large) = one_run(14), one_run(140)
+    assert jobs_small == jobs_large <= FIVE_MINUTE_JOB_BUDGET
+    assert small > 0 and abs(large - small) <= 0.10 * small, f"a 5-minute run read {small:,} bytes at 14 days, {large:,} at 140"
