@@ -96,6 +96,8 @@ class Freshness:
     def to_dict(self) -> dict:
         return {"now": self.now.isoformat(), "status": self.status, "exit_code": self.exit_code,
                 "last_ok_run": self.last_ok_run.isoformat() if self.last_ok_run else None,
+                # Flat, for a log-based metric (jsonPayload.age_seconds.accepted) or jq.
+                "age_seconds": {s.name: s.to_dict()["age_seconds"] for s in self.stages},
                 "stages": [s.to_dict() for s in self.stages], **({"error": self.error} if self.error else {})}
 
     def lines(self) -> list[str]:

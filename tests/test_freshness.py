@@ -36,6 +36,7 @@ def test_exit_codes_follow_the_oldest_stage_through_fresh_warn_error_and_unknown
     assert newest[0] >= newest[1] >= newest[2] and newest[3] <= newest[2]
     assert stages["accepted"]["age_seconds"] >= 300  # the settle time: rows loaded in the last 5 minutes wait
     assert stages["accepted"]["warn_after_seconds"] == 2 * 3600 + 300
+    assert report["age_seconds"]["accepted"] == stages["accepted"]["age_seconds"]
 
     later = freshness_cli(make_config, NOW + 3 * HOUR, settle_seconds=300)
     assert later.exit_code == 1, later.output
