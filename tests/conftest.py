@@ -95,16 +95,25 @@ def _children_alive() -> list[tuple[int, str]]:
     return found
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """The suite fails if a process it started outlives it (each test ends its own: children.start)."""
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite():
+    """The suite fails if a process it started outlives it (each test ends its own: children.start).
+    A fixture's teardown, not a session hook, so under xdist each worker's failure is reported."""
+    yield
     children.end_all()
     left = _children_alive() if Path("/proc").is_dir() else []
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     if left:
-        writer = session.config.get_terminal_writer()
-        writer.line("")
-        writer.line("processes the tests started were still running (killed now): "
-                    + ", ".join(f"{pid} ({name})" for pid, name in left), red=True)
-        for pid, _ in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        session.exitstatus = 1
+        pytest.fail("processes the tests started were still running (killed now): "
+                    + ", ".join(f"{pid} ({name})" for pid, name in left))
+
+
+def pytest_collection_modifyitems(config, items):
+    """With `-n` (./run test), a test file runs on one worker, so its module fixtures and any port
+    or file it holds are its own; tests/reliability runs whole on one, because its last module
+    sweeps what the others wrote (--dist loadgroup)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        item.add_marker(pytest.mark.xdist_group("reliability" if "reliability" in path.parts else path.name))
