@@ -66,6 +66,8 @@ def test_a_sync_that_stopped_is_named_while_upstream_is_fresh(seeded, make_confi
     assert (stages["event_logs"]["status"], stages["amplitude_events"]["status"]) == ("ok", "ok")
     assert stages["accepted"]["status"] == "error" and stages["accepted"]["newest"] is None
     assert stages["export"]["status"] == "skipped"
+    result = freshness.judge(NOW, {"event_logs": NOW, "amplitude_events": NOW, "accepted": NOW}, freshness.Thresholds(600, 1800, 0))
+    assert result.status == "ok" and result.exit_code == 0  # a stage not checked spoils nothing
 
 
 def test_thresholds_follow_the_cadence_unless_set():
