@@ -129,3 +129,19 @@ def test_lag_zero_exports_what_was_just_acknowledged():
         send(sb, 3, ms(2026, 3, 1, 5, 59))
         files = unzip(export(sb, "20260301T05", "20260301T05"))
     assert sum(len(rows) for rows in files.values()) == 3
+
+
+def test_an_export_gap_leaves_out_an_upload_hour_the_dashboard_still_counts():
+    config = SandboxConfig(api_keys=[(API_KEY, SECRET)], export_lag_seconds=0, export_missing_hours=("20260301T10",))
+    with start(config) as sb:
+        send(sb, 3, ms(2026, 3, 1, 9, 30))
+        send(sb, 4, ms(2026, 3, 1, 10, 30))
+        send(sb, 5, ms(2026, 3, 1, 11, 30))
+        rows = [r for part in unzip(export(sb, "20260301T09", "20260301T11")).values() for r in part]
+        assert sorted({r["server_upload_time"][:13] for r in rows}) == ["2026-03-01 09", "2026-03-01 11"]
+        assert len(rows) == 8
+        counts = requests.get(sb.url + "/api/2/events/segmentation", auth=(API_KEY, SECRET),
+                              params={"e": '{"event_type":"Order Completed"}', "start": "20260301", "end": "20260301", "m": "totals"})
+        assert counts.json()["data"]["series"][0] == [12]
+    with pytest.raises(Exception, match="not an upload hour"):
+        SandboxConfig(api_keys=[(API_KEY, SECRET)], export_missing_hours=("2026-03-01 10",))

@@ -13,7 +13,7 @@ import json
 import re
 import uuid as uuid_module
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -68,6 +68,18 @@ def ready_before_ms(now_ms: int, lag_seconds: int) -> int:
     if lag_seconds <= 0:
         return now_ms + 1
     return (now_ms - lag_seconds * 1000) // HOUR_MS * HOUR_MS
+
+
+def without_hours(batches: Iterable[pa.RecordBatch], hours: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+    """The batches without rows uploaded in `hours` (`YYYYMMDDTHH`, UTC): an export gap."""
+    import pyarrow.compute as pc
+    starts = [_ms(datetime.strptime(h, "%Y%m%dT%H").replace(tzinfo=timezone.utc)) for h in hours]
+    for batch in batches:
+        if starts:
+            hour = pc.multiply(pc.divide(batch.column("upload_ms"), HOUR_MS), HOUR_MS)
+            batch = batch.filter(pc.invert(pc.is_in(hour, pa.array(starts, batch.column("upload_ms").type))))
+        if batch.num_rows:
+            yield batch
 
 
 def build_zip(app: int, batches: Iterable[pa.RecordBatch], read_body: Callable[[int], tuple[dict, bytes]],

@@ -243,7 +243,9 @@ class Service:
         data = None
         if end_ms > start_ms:
             try:
-                data = export.build_zip(project.app_id, self.store.export_batches(project.app_id, start_ms, end_ms),
+                batches = export.without_hours(self.store.export_batches(project.app_id, start_ms, end_ms),
+                                               self.config.export_missing_hours)
+                data = export.build_zip(project.app_id, batches,
                                         self.store.body, self.store.uuid_salt(), self.config.export_part_max_rows,
                                         self.config.export_max_bytes)
             except export.ExportTooLarge:
