@@ -155,7 +155,8 @@ def lag_by_hour(rows: list[dict]) -> go.Figure:
 
 # --- reconciliation -----------------------------------------------------------------------
 
-CAUSE_COLORS = {"before_start": "#6c757d", "not_staged": "#8ecae6", "not_synced": "#219ebc", "late_beyond_lookback": "#023047",
+CAUSE_COLORS = {"before_start": "#6c757d", "not_staged": "#8ecae6", "not_synced": "#219ebc", "planner_gap": "#9d0208",
+                "late_beyond_lookback": "#023047",
                 "export_lag": "#ffb703", "amplitude_only": "#d62828", "duplicated": "#f77f00", "unexplained": "#000000"}
 
 
@@ -233,14 +234,17 @@ def family_bands(rec) -> go.Figure:
 
 def anomalies_table(rec) -> pd.DataFrame:
     """Anomalies first, then every row that is not ok: what a person must look at."""
-    rows = [{"severity": a.severity, "kind": a.kind, "day": a.day, "event": a.name, "events": a.count, "what": a.message}
-            for a in rec.anomalies]
+    rows = [{"severity": a.severity, "kind": a.kind, "day": a.day, "event": a.name, "events": a.count, "what": a.message,
+             "what to do": a.action} for a in rec.anomalies]
+    named = {(a.day, a.name) for a in rec.anomalies} | {(a.day, "") for a in rec.anomalies}
     rows += [{"severity": r.status, "kind": "unexplained_gap" if r.unexplained else "late_rows", "day": str(r.day),
-              "event": r.name, "events": r.unexplained or r.late_beyond_lookback, "what": "; ".join(r.notes)}
+              "event": r.name, "events": r.unexplained or r.late_beyond_lookback or r.planner_gap, "what": "; ".join(r.notes),
+              "what to do": "see the anomaly of that day above" if (str(r.day), "") in named or (str(r.day), r.name) in named
+              else "look at the row's parts below (docs/RECONCILIATION.md)"}
              for r in rec.rows if r.status != "ok"]
     if not rows:
         return pd.DataFrame([{"severity": "ok", "kind": "-", "day": "", "event": "", "events": 0,
-                              "what": "every difference between Looker and Amplitude is explained"}])
+                              "what": "every difference between Looker and Amplitude is explained", "what to do": "nothing"}])
     order = {"fail": 0, "warn": 1}
     return pd.DataFrame(rows).sort_values("severity", key=lambda s: s.map(order)).reset_index(drop=True)
 

@@ -5,13 +5,15 @@ local day and name, the staging and sync counts kept as data moved, and what Amp
 API returned, loaded into the warehouse for `$insert_id` set differences. `compare()` is pure:
 it lines the sources up and names each part of every difference:
 
-    looker - amplitude = before_start + not_staged + not_synced + late_beyond_lookback
+    looker - amplitude = before_start + not_staged + not_synced + planner_gap + late_beyond_lookback
                          + filtered (per rule) + rejected (per reason) + export_lag
                          - amplitude_only - duplicated - unexplained
 
-Each row gets a status against tolerances, and anomalies are named: a missing hour, a family
-that vanished after a data-map change, events in Amplitude the warehouse never sent, an
-excluded event leaking in, and a time-zone mismatch with the Amplitude project.
+Each row gets a status against tolerances, and anomalies are named, one per cause, each with
+what to do (docs/RECONCILIATION.md): a missing hour, a hole in Amplitude's export, a family that
+vanished or flooded, events in Amplitude the warehouse never sent, an excluded event leaking in,
+rows the planner skipped, rows loaded too late for the lookback, and a time-zone mismatch with
+the Amplitude project.
 """
 from __future__ import annotations
 
@@ -39,8 +41,13 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 EXPORT_SCHEMA = pa.schema([("recon_id", pa.string()), ("insert_id", pa.string()), ("event_type", pa.string()),
                            ("platform", pa.string()), ("event_time", pa.timestamp("us", tz="UTC")),
                            ("uploaded_at", pa.timestamp("us", tz="UTC"))])
-CAUSES = ("before_start", "not_staged", "not_synced", "late_beyond_lookback", "filtered", "rejected", "export_lag",
-          "amplitude_only", "duplicated", "unexplained")
+CAUSES = ("before_start", "not_staged", "not_synced", "planner_gap", "late_beyond_lookback", "filtered", "rejected",
+          "export_lag", "amplitude_only", "duplicated", "unexplained")
+# The time-zone cross-check tries every offset from UTC-12:00 to UTC+14:00 in quarter hours.
+QUARTER = dt.timedelta(minutes=15)
+OFFSETS = range(-48, 57)
+HOURLY_DAYS = 7  # the Dashboard's hourly segmentation covers at most 7 days
+HOURLY_INTERVAL = -3600000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Row:
     before_start: int = 0
     not_staged: int = 0
     not_synced: int = 0
+    planner_gap: int = 0
     late_in_lookback: int = 0
     late_beyond_lookback: int = 0
     filtered: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -91,7 +99,8 @@ class Row:
     def causes(self) -> dict[str, int]:
         """The gap split by named cause (positive: in Looker not Amplitude; negative: the reverse)."""
         out = {"before_start": self.before_start, "not_staged": self.not_staged,
-               "not_synced": self.not_synced + self.late_in_lookback, "late_beyond_lookback": self.late_beyond_lookback}
+               "not_synced": self.not_synced + self.late_in_lookback, "planner_gap": self.planner_gap,
+               "late_beyond_lookback": self.late_beyond_lookback}
         out.update({f"filtered:{k}": v for k, v in self.filtered.items()})
         out.update({f"rejected:{k}": v for k, v in self.rejected.items()})
         out.update({"export_lag": self.export_lag, "amplitude_only": -self.amplitude_only,
@@ -101,7 +110,7 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Anomaly:
-    """Something a person must look at, named."""
+    """Something a person must look at, named, with what to do about it."""
 
     kind: str
     severity: str          # warn | fail
@@ -109,6 +118,7 @@ class Anomaly:
     day: str = ""
     name: str = ""
     count: int = 0
+    action: str = ""
 
 
 @dataclasses.dataclass
@@ -136,7 +146,7 @@ class Reconciliation:
         return sum(abs(r.unexplained) for r in self.rows)
 
     def totals(self) -> dict[str, Any]:
-        keys = ("looker", "staged", "accepted", "amplitude", "before_start", "not_staged", "not_synced",
+        keys = ("looker", "staged", "accepted", "amplitude", "before_start", "not_staged", "not_synced", "planner_gap",
                 "late_beyond_lookback", "export_lag", "amplitude_only", "duplicated", "unexplained")
         out = {k: sum(getattr(r, k) for r in self.rows) for k in keys}
         out["not_synced"] += sum(r.late_in_lookback for r in self.rows)
@@ -203,8 +213,15 @@ def _sum_dicts(dicts: Iterable[dict[str, int]]) -> collections.Counter:
 def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplitude: list[dict], hourly: list[dict],
             *, start: dt.date, end: dt.date, time_zone: str, now: dt.datetime, data_map: datamaps.DataMap,
             tolerance: Tolerance = Tolerance(), map_versions: list[dict] | None = None,
-            segmentation: dict[str, dict[str, int]] | None = None) -> Reconciliation:
-    """Line the sources up per (day, name), explain every difference, and name anomalies (pure)."""
+            segmentation: dict[str, dict[str, int]] | None = None, quarters: list[dict] | None = None,
+            holes: list[tuple[dt.datetime, dt.datetime]] | None = None,
+            segmentation_hours: dict[str, dict[str, int]] | None = None,
+            export_ready: dt.datetime | None = None) -> Reconciliation:
+    """Line the sources up per (day, name), explain every difference, and name anomalies (pure).
+
+    `segmentation` is Amplitude's Dashboard daily totals for a few event types, `segmentation_hours`
+    its hourly totals of the same, `quarters` its export's counts of them per 15 minutes, `holes`
+    the loaded_at ranges no run covered."""
     rows: dict[tuple[dt.date, str], Row] = {}
 
     def row(day, name) -> Row:
@@ -217,17 +234,22 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
         x = row(r["day"], r["name"])
         x.looker += r["looker"]
         x.before_start += r["before_start"]
-    staged_split: dict[tuple, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
+    # Per (day, name): all, loaded after the watermark, before the lookback, in a hole of the
+    # ledger, and in a hole before the lookback; staged, and decided by a run.
+    split = ("staged", "staged_after_mark", "staged_before_lookback", "staged_in_gap", "staged_in_gap_before_lookback")
+    staged_split: dict[tuple, list[int]] = collections.defaultdict(lambda: [0] * 5)
     for r in staged:
         x = row(r["day"], r["name"])
         x.staged += r["staged"]
         s = staged_split[(r["day"], r["name"])]
-        s[0] += r["staged"]; s[1] += r["staged_after_mark"]; s[2] += r["staged_before_lookback"]
-    done_split: dict[tuple, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
+        for i, key in enumerate(split):
+            s[i] += r.get(key) or 0
+    done_split: dict[tuple, list[int]] = collections.defaultdict(lambda: [0] * 5)
     for r in outcomes:
         x = row(r["day"], r["name"])
         d = done_split[(r["day"], r["name"])]
-        d[0] += r["n"]; d[1] += r["n_after_mark"]; d[2] += r["n_before_lookback"]
+        for i, key in enumerate(("n", "n_after_mark", "n_before_lookback", "n_in_gap", "n_in_gap_before_lookback")):
+            d[i] += r.get(key) or 0
         if r["outcome"] == "accepted":
             x.accepted += r["n"]
             x.export_lag += r["n_recent"]
@@ -241,17 +263,22 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
         x.amplitude += r["amplitude"]
         x.duplicated += r["duplicated"]
         x.amplitude_only += r["amplitude_only"]
+        # A leak is an excluded event ampkit never sent: what ampkit itself sent under an earlier
+        # map (its insert_ids are in the ledger) is history, not a leak.
         decision = data_map.decide(r["name"] or "", r["platform"])
-        if not decision.sends and r["amplitude"]:
-            leaks[(r["day"], r["name"], decision.rule)] += r["amplitude"]
+        if not decision.sends and r["amplitude_only"]:
+            leaks[(r["day"], r["name"], decision.rule)] += r["amplitude_only"]
 
     recent_from = (now - dt.timedelta(hours=tolerance.recent_hours)).astimezone(ZoneInfo(time_zone)).date()
     for (day, name), x in rows.items():
         x.not_staged = x.looker - x.before_start - x.staged
         s, d = staged_split[(day, name)], done_split[(day, name)]
         x.not_synced = max(0, s[1] - d[1])
-        x.late_beyond_lookback = max(0, s[2] - d[2])
-        x.late_in_lookback = max(0, (s[0] - d[0]) - x.not_synced - x.late_beyond_lookback)
+        # Below the watermark and never decided: in a hole of the ledger (no run's window covered
+        # its load time: the planner's fault), else loaded after a run passed it (late).
+        x.planner_gap = max(0, s[3] - d[3])
+        x.late_beyond_lookback = max(0, s[2] - d[2] - max(0, s[4] - d[4]))
+        x.late_in_lookback = max(0, (s[0] - d[0]) - x.not_synced - x.planner_gap - x.late_beyond_lookback)
         # Accepted events still inside Amplitude's export lag are only counted as lagging if missing.
         present = x.amplitude - x.amplitude_only - x.duplicated
         x.export_lag = min(x.export_lag, max(0, x.accepted - present))
@@ -262,17 +289,26 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
         elif abs(x.unexplained) > band:
             x.status = "warn"
         if x.late_beyond_lookback:
-            x.notes.append(f"{x.late_beyond_lookback} rows loaded too late for the hourly run: backfill with `ampkit sync --start {day}`")
+            x.notes.append(f"{x.late_beyond_lookback} rows loaded too late for the hourly run: backfill with {_backfill(day, day, time_zone)}")
             x.status = "warn" if x.status == "ok" else x.status
+        if x.planner_gap:
+            x.notes.append(f"{x.planner_gap} staged rows no run's window covered: backfill with {_backfill(day, day, time_zone)}")
+            x.status = "fail"
         if x.unexplained:
             x.notes.append(f"{x.unexplained:+} events unexplained")
 
-    anomalies = _anomalies(rows, hourly, leaks, tolerance, data_map, map_versions or [], now)
-    family_anomalies, families = _families(rows, hourly, ZoneInfo(time_zone), tolerance, map_versions or [])
+    zone = ZoneInfo(time_zone)
+    anomalies = _anomalies(rows, hourly, leaks, tolerance, data_map, map_versions or [], segmentation or {}, zone)
+    anomalies += _unsynced(rows, holes or [], zone)
+    family_anomalies, families = _families(rows, hourly, zone, tolerance, map_versions or [])
+    # One anomaly per cause: an event of a family that vanished is named by the family's.
+    vanished = {a.name for a in family_anomalies if a.kind == "family_vanished"}
+    anomalies = [a for a in anomalies if not (a.kind == "event_vanished" and catalogue.family(a.name) in vanished)]
     anomalies += family_anomalies
     checks = []
-    if segmentation:
-        anomaly, note = _time_zone_check(segmentation, hourly, time_zone, start, end, tolerance)
+    if segmentation_hours:
+        anomaly, note = _time_zone_check(segmentation_hours, quarters or [], time_zone, start, end, tolerance,
+                                         export_ready or now)
         checks.append(note)
         if anomaly:
             anomalies.append(anomaly)
@@ -293,9 +329,11 @@ def _recent_hours(hourly: list[dict], now: dt.datetime, hours: int) -> list[dict
     return [{"hour": hour, **v} for hour, v in sorted(per_hour.items())]
 
 
-def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions, now) -> list[Anomaly]:
+def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions, segmentation, zone: ZoneInfo) -> list[Anomaly]:
     out: list[Anomaly] = []
-    # A missing hour: the sync had Amplitude accept events of that hour, Amplitude shows (almost) none.
+    # A missing hour: the sync had Amplitude accept events of that hour, Amplitude's export shows
+    # (almost) none. When Amplitude's own Dashboard counts them all the same, the data is there and
+    # the export has a hole: an export gap, not a loss.
     per_hour = collections.defaultdict(lambda: [0, 0, 0])
     for h in hourly:
         v = per_hour[h["hour"]]
@@ -303,21 +341,39 @@ def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions
     for hour, (accepted, recent, amplitude) in sorted(per_hour.items()):
         expected = accepted - recent
         if expected >= max(10, tolerance.floor) and amplitude < 0.5 * expected:
-            out.append(Anomaly("missing_hour", "fail", f"hour {hour:%Y-%m-%d %H}:00 UTC: Amplitude has {amplitude:,} of {expected:,} accepted events",
-                               day=f"{hour:%Y-%m-%d %H}:00", count=expected - amplitude))
+            label = f"{hour:%Y-%m-%d %H}:00"
+            if _in_dashboard(hour, hourly, segmentation, zone):
+                out.append(Anomaly("export_gap", "warn",
+                                   f"hour {label} UTC: Amplitude's export has {amplitude:,} of {expected:,} accepted events, "
+                                   "but its Dashboard counts them: the events are in Amplitude, its export lacks them",
+                                   day=label, count=expected - amplitude,
+                                   action="nothing to resend; reconcile again later (Amplitude refills late export hours), "
+                                          "and if the hour stays empty, report it to Amplitude support with the hour"))
+            else:
+                out.append(Anomaly("missing_hour", "fail", f"hour {label} UTC: Amplitude has {amplitude:,} of {expected:,} accepted events",
+                                   day=label, count=expected - amplitude,
+                                   action="Amplitude acknowledged these events and does not hold them: look for a deletion "
+                                          "or a project change in Amplitude, then report the hour to Amplitude support; "
+                                          "ampkit_deliveries lists the events and the run that sent them"))
     # In Amplitude but never sent by the sync (double sends with fresh insert_ids, another source).
+    # Events the data map excludes are named once, as a leak, below.
+    excluded = {name for _, name, _ in leaks}
     for (day, name), x in sorted(rows.items()):
         band = tolerance.band(x.accepted, False)
-        if x.amplitude_only > band:
+        if x.amplitude_only > band and name not in excluded:
             out.append(Anomaly("amplitude_only", "fail", f"{x.amplitude_only:,} '{name}' events on {day} are in Amplitude with insert_ids the warehouse never sent (a double send or a foreign source)",
-                               str(day), name, x.amplitude_only))
+                               str(day), name, x.amplitude_only,
+                               action="find who else sends to this project (another job, an SDK in the product); "
+                                      "Amplitude cannot delete single events: note the day in analyses"))
         if x.duplicated > band:
             out.append(Anomaly("duplicated", "fail", f"{x.duplicated:,} '{name}' events on {day} are in Amplitude more than once with the same insert_id",
-                               str(day), name, x.duplicated))
+                               str(day), name, x.duplicated,
+                               action="sent after Amplitude's 7-day insert_id dedup window: check for a resend with --force"))
     for (day, name, rule), n in sorted(leaks.items()):
         out.append(Anomaly("excluded_in_amplitude", "fail", f"{n:,} '{name}' events on {day} reached Amplitude although the data map excludes them (rule {rule})",
-                           str(day), name, n))
-    # A family that vanished: sent on earlier days, then filtered by a rule (a data-map change).
+                           str(day), name, n,
+                           action=f"find the sender: ampkit keeps them out (rule '{rule}'); another source sends them"))
+    # An event that vanished: sent on earlier days, then filtered by a rule (a data-map change).
     by_name = collections.defaultdict(list)
     for (day, name), x in rows.items():
         by_name[name].append(x)
@@ -332,9 +388,56 @@ def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions
                 change = _version_note(map_versions, r.day)
                 out.append(Anomaly("event_vanished", "fail",
                                    f"'{name}' was sent until {max(d for d in sent_days if d < r.day)} and from {r.day} is filtered by rule '{rule}'{change}: check the data map",
-                                   str(r.day), name, r.filtered[rule]))
+                                   str(r.day), name, r.filtered[rule],
+                                   action=f"if rule '{rule}' should not apply, fix the data map and backfill from {r.day}"))
                 break
     return out
+
+
+def _in_dashboard(hour: dt.datetime, hourly, segmentation, zone: ZoneInfo) -> bool:
+    """Whether Amplitude's Dashboard totals for the hour's local day hold what its export lacks in
+    that hour, for the event types the cross-check asked about (pure)."""
+    day = hour.astimezone(zone).date().isoformat()
+    names = [n for n in segmentation if day in segmentation[n]]
+    lacking = sum(h["accepted"] - h["accepted_recent"] - h["amplitude"] for h in hourly
+                  if h["hour"] == hour and h["name"] in names)
+    if lacking < 5:
+        return False  # the cross-check's event types are not among those missing: cannot tell
+    exported = sum(h["amplitude"] for h in hourly if h["name"] in names and h["hour"].astimezone(zone).date().isoformat() == day)
+    counted = sum(segmentation[n][day] for n in names)
+    return counted - exported >= 0.8 * lacking
+
+
+def _unsynced(rows, holes: list[tuple[dt.datetime, dt.datetime]], zone: ZoneInfo) -> list[Anomaly]:
+    """Staged rows the sync never decided: in a hole of the ledger (the planner's fault), or loaded
+    after the runs had passed their load time, beyond the lookback (late data) (pure)."""
+    out = []
+    gap_days = sorted(d for d in {day for (day, _), x in rows.items() if x.planner_gap})
+    if gap_days:
+        n = sum(x.planner_gap for x in rows.values())
+        windows = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}" for a, b in holes) or "unknown"
+        out.append(Anomaly("planner_gap", "fail",
+                           f"{n:,} staged events were never extracted: their load time falls in a hole of the ledger "
+                           f"(loaded_at {windows} UTC), which no run's window covered though the watermark passed it. "
+                           "Not late data: the sync skipped them",
+                           str(gap_days[0]), count=n,
+                           action=f"backfill them: {_backfill(gap_days[0], gap_days[-1], zone.key)}; and report the hole "
+                                  "(ampkit runs shows the windows on either side)"))
+    for day in sorted({day for (day, _), x in rows.items() if x.late_beyond_lookback}):
+        n = sum(x.late_beyond_lookback for (d, _), x in rows.items() if d == day)
+        out.append(Anomaly("late_beyond_lookback", "warn",
+                           f"{n:,} events of {day} were loaded after the runs had passed their load time, beyond the "
+                           "lookback: no scheduled run will send them",
+                           str(day), count=n, action=f"backfill the day: {_backfill(day, day, zone.key)}"))
+    return out
+
+
+def _backfill(first: dt.date, last: dt.date, time_zone: str) -> str:
+    """The command that backfills local days [first, last] (their event time, in UTC)."""
+    zone = ZoneInfo(time_zone)
+    a = dt.datetime.combine(first, dt.time(), zone).astimezone(dt.timezone.utc)
+    b = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.timezone.utc)
+    return f"`ampkit sync --start {a:%Y-%m-%dT%H:%M}Z --end {b:%Y-%m-%dT%H:%M}Z`"
 
 
 def _families(rows, hourly, zone: ZoneInfo, tolerance: Tolerance, map_versions: list[dict]) -> tuple[list[Anomaly], list[dict]]:
@@ -366,19 +469,22 @@ def _families(rows, hourly, zone: ZoneInfo, tolerance: Tolerance, map_versions: 
     ordered = sorted(days)
     out, series = [], []
     for family in sorted({f for f, _ in sent}):
-        judged = []  # (day, expected, seen)
+        judged = []  # (day, expected, seen in the hours that have history)
         per_hour: dict[dt.datetime, float] = {}
         for k, day in enumerate(ordered):
-            expected = 0.0
+            expected = compared = 0.0
             for hour in days[day]:
                 earlier = [hour - (day - d) for d in ordered[:k]]
                 history = [sent[(family, h)] for h in earlier if h in active]
                 if history:
                     per_hour[hour] = statistics.median(history)
                     expected += per_hour[hour]
+                    # Only hours with history are weighed: a day the range cuts (or a UTC hour
+                    # that a half-hour zone splits across two days) has fewer to compare.
+                    compared += sent[(family, hour)]
             seen = sum(sent[(family, h)] for h in days[day])
             if k:
-                judged.append((day, expected, seen))
+                judged.append((day, expected, compared))
             series.append({"day": day, "family": family, "seen": seen, "expected": expected if k else None,
                            "low": expected / tolerance.family_factor if k else None,
                            "high": expected * tolerance.family_factor if k else None})
@@ -433,37 +539,80 @@ def _version_note(map_versions: list[dict], day: dt.date) -> str:
     return f" (data map version {latest['data_map_version']} in use since {latest['first_used']:%Y-%m-%d %H:%M} UTC)"
 
 
-def _time_zone_check(segmentation, hourly, time_zone, start, end, tolerance) -> tuple[Anomaly | None, str]:
-    """Compare Amplitude's own daily totals (bucketed in the project's zone) with ours, per offset."""
-    per_hour = collections.defaultdict(collections.Counter)
-    for h in hourly:
-        per_hour[h["name"]][h["hour"]] += h["amplitude"]
+def _time_zone_check(hours, quarters, time_zone, start, end, tolerance,
+                     export_ready: dt.datetime | None = None) -> tuple[Anomaly | None, str]:
+    """Amplitude's Dashboard hourly totals (labelled in the project's zone) against its export's
+    events per 15 minutes, bucketed into local hours in the configured zone and at every offset from
+    UTC-12:00 to UTC+14:00 in quarter hours (pure). Both are Amplitude's exact counts, so the right
+    offset matches hour by hour; only the whole days inside the range are compared (the first and
+    last are cut by the range), at most the last seven (the Dashboard's hourly limit). The offset
+    that fits best is found per day, so a daylight-saving change shows as two, and the IANA zones
+    that have it are named. A day that may reach into Amplitude's export lag in some zone (it ends
+    after `export_ready`, at UTC-12:00) is left out: the export lacks its last hours yet."""
     zone = ZoneInfo(time_zone)
-    def daily(name, offset_hours=None):
-        out = collections.Counter()
-        for hour, n in per_hour[name].items():
-            local = hour + dt.timedelta(hours=offset_hours) if offset_hours is not None else hour.astimezone(zone)
-            out[local.date().isoformat()] += n
+    days = check_days(start, end, export_ready)
+    if not days:
+        return None, "time-zone cross-check: needs a range of three days or more (only whole inside days are compared)"
+    names = sorted(n for n in hours if any(q["name"] == n for q in quarters))
+    seg = {n: {label[:13].replace(" ", "T"): c for label, c in hours[n].items()} for n in names}
+    counts = [(q["bucket"], q["name"], q["amplitude"]) for q in quarters if q["name"] in seg]
+    wanted = {d.isoformat() for d in days}
+
+    def local_hours(local) -> collections.Counter:
+        out: collections.Counter = collections.Counter()
+        for bucket, name, n in counts:
+            key = local(bucket).strftime("%Y-%m-%dT%H")
+            if key[:10] in wanted:
+                out[(name, key)] += n
         return out
-    def distance(series, ours):
-        days = [d for d in series if start.isoformat() <= d <= end.isoformat()]
-        return sum(abs(series[d] - ours.get(d, 0)) for d in days), sum(series[d] for d in days)
-    total_ours = total_best = total = 0
-    votes = collections.Counter()
-    for name, series in segmentation.items():
-        ours, size = distance(series, daily(name))
-        total_ours += ours
-        total += size
-        best = min(range(-12, 15), key=lambda o: distance(series, daily(name, o))[0])
-        total_best += distance(series, daily(name, best))[0]
-        votes[best] += 1
-    note = f"segmentation cross-check on {len(segmentation)} event types: {total_ours:,} of {total:,} events off by day"
-    if total and total_ours > max(tolerance.floor, tolerance.pct * total) and total_best < total_ours / 2:
-        offset = votes.most_common(1)[0][0]
+
+    def distance(ours: collections.Counter) -> dict[str, int]:
+        per_day: collections.Counter = collections.Counter()
+        for name in names:
+            for key in set(k for (n, k) in ours if n == name) | {k for k in seg[name] if k[:10] in wanted}:
+                per_day[key[:10]] += abs(seg[name].get(key, 0) - ours.get((name, key), 0))
+        return per_day
+
+    total = sum(c for n in names for k, c in seg[n].items() if k[:10] in wanted)
+    configured = sum(distance(local_hours(lambda b: b.astimezone(zone))).values())
+    scored = {o: distance(local_hours(lambda b, o=o: b + o * QUARTER)) for o in OFFSETS}
+    best = {d: min((scored[o].get(d.isoformat(), 0), abs(o), o) for o in OFFSETS) for d in days}
+    best = {d: (o, score) for d, (score, _, o) in best.items()}
+    fitted = sum(score for _, score in best.values())
+    note = (f"time-zone cross-check on {len(names)} event types over {len(days)} whole days, hour by hour: "
+            f"{configured:,} of {total:,} events off in {time_zone}")
+    if total and configured > max(tolerance.floor, tolerance.pct * total) and fitted < configured / 2:
+        offsets = list(dict.fromkeys(o for d, (o, _) in sorted(best.items())))
+        spans = ", ".join(_offset(o) + (f" from {min(d for d in days if best[d][0] == o)}" if len(offsets) > 1 else "")
+                          for o in offsets)
+        zones = _zones_with(best)
         return Anomaly("time_zone_mismatch", "fail",
-                       f"Amplitude's daily totals match UTC{offset:+d} better than this report's time zone {time_zone}: "
-                       f"set time_zone to the Amplitude project's zone", count=total_ours), note
+                       f"Amplitude's hourly totals fit {spans}{' (' + ', '.join(zones) + ')' if zones else ''} and not this "
+                       f"report's time zone {time_zone} ({configured:,} of {total:,} events off; {fitted:,} at the fitted offset)",
+                       count=configured,
+                       action=f"set time_zone to the Amplitude project's zone{' (' + zones[0] + '?)' if zones else ''}: "
+                              "Amplitude's charts count days in it"), note
     return None, note
+
+
+def _offset(quarters: int) -> str:
+    sign = "+" if quarters >= 0 else "-"
+    minutes = abs(quarters) * 15
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _zones_with(best: dict[dt.date, tuple[int, int]], limit: int = 3) -> list[str]:
+    """IANA zones whose offset on each day (at local noon) is the day's fitted offset (pure)."""
+    import zoneinfo
+    found = []
+    for name in sorted(zoneinfo.available_timezones()):
+        if "/" not in name or name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/")):
+            continue
+        z = ZoneInfo(name)
+        if all(dt.datetime.combine(d, dt.time(12), z).utcoffset() == o * QUARTER for d, (o, _) in best.items()):
+            found.append(name)
+    # The best-known first: a zone named after a country's main city tends to be the shortest to read.
+    return sorted(found, key=lambda n: (n.count("/"), len(n)))[:limit]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,21 +659,43 @@ def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = 
                   "lookback_start": lookback_start, "recon_id": recon_id,
                   "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
                   "lag_cutoff": now - dt.timedelta(seconds=config.export_lag_seconds)}
+        windows = wh.run("recon_windows", {"since": start_ts - dt.timedelta(days=1)}).to_pylist()
+        gaps = holes(windows, mark)
+        params.update({"gap_starts": [a for a, _ in gaps], "gap_ends": [b for _, b in gaps]})
         looker = _rows(wh.run("recon_looker", params))
         staged = _rows(wh.run("recon_staged", params))
         outcomes = _rows(wh.run("recon_outcomes", params))
         amplitude = _rows(wh.run("recon_amplitude", params)) if row_level else []
         hourly = _rows(wh.run("recon_hourly", params)) if row_level else []
         versions = wh.run("recon_map_versions").to_pylist()
-        wh.run("recon_clear", {"recon_id": recon_id})
         segmentation = _segmentation(amp, outcomes, start, end, segmentation_events)
+        quarters = _rows(wh.run("recon_quarters", {**params, "names": sorted(segmentation)})) if row_level and segmentation else []
+        ready = now - dt.timedelta(seconds=config.export_lag_seconds)
+        by_hour = _segmentation_hours(amp, sorted(segmentation), check_days(start, end, ready)) if quarters else {}
+        wh.run("recon_clear", {"recon_id": recon_id})
     finally:
         if own:
             wh.close()
         if dashboard is None:
             amp.close()
     return compare(looker, staged, outcomes, amplitude, hourly, start=start, end=end, time_zone=config.time_zone,
-                   now=now, data_map=data_map, tolerance=tolerance, map_versions=versions, segmentation=segmentation)
+                   now=now, data_map=data_map, tolerance=tolerance, map_versions=versions, segmentation=segmentation,
+                   quarters=quarters, holes=gaps, segmentation_hours=by_hour,
+                   export_ready=ready)
+
+
+def holes(windows: list[dict], watermark: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The loaded_at ranges (start, end] below the watermark that no scheduled run's window covered,
+    between the first window and the watermark (pure): what the sync skipped. Before the first
+    window is history ampkit never had to send (a backfill's), not a hole."""
+    out = []
+    covered_to = None
+    for w in sorted(windows, key=lambda w: (w["window_start"], w["window_end"])):
+        a, b = _aware(w["window_start"]), _aware(w["window_end"])
+        if covered_to is not None and covered_to < a and covered_to < watermark:
+            out.append((covered_to, min(a, watermark)))
+        covered_to = b if covered_to is None else max(covered_to, b)
+    return out
 
 
 def save(result: Reconciliation, path: str | Path) -> None:
@@ -586,9 +757,32 @@ def _segmentation(amp, outcomes: list[dict], start: dt.date, end: dt.date, top: 
         if r["outcome"] == "accepted":
             volume[r["name"]] += r["n"]
     out = {}
-    for name, _ in volume.most_common(top):
+    # Ties broken by name: two reconciliations of the same data ask about the same event types.
+    for name, _ in sorted(volume.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
         try:
             out[name] = amp.segmentation(name, start, end)
         except AmplitudeError as exc:
             logger.warning("segmentation cross-check skipped for %s: %s", name, exc)
+    return out
+
+
+def check_days(start: dt.date, end: dt.date, export_ready: dt.datetime | None) -> list[dt.date]:
+    """The days the time-zone cross-check compares (pure): those inside [start, end] (the range cuts
+    the first and last), not reaching into Amplitude's export lag in any zone (ending, at UTC-12:00,
+    before `export_ready`), the last seven of them (the Dashboard's hourly limit)."""
+    days = [start + dt.timedelta(days=i) for i in range(1, (end - start).days)]
+    if export_ready is not None:
+        days = [d for d in days if dt.datetime.combine(d + dt.timedelta(days=1), dt.time(12), dt.timezone.utc) <= export_ready]
+    return days[-HOURLY_DAYS:]
+
+
+def _segmentation_hours(amp, names: list[str], days: list[dt.date]) -> dict[str, dict[str, int]]:
+    """Amplitude's own hourly totals of `names` over `days`, labelled by local hour in the project's
+    zone: the time-zone cross-check's (I/O)."""
+    out = {}
+    for name in names if days else []:
+        try:
+            out[name] = amp.segmentation(name, days[0], days[-1], interval=HOURLY_INTERVAL)
+        except AmplitudeError as exc:
+            logger.warning("hourly segmentation for the time-zone cross-check skipped for %s: %s", name, exc)
     return out

@@ -107,7 +107,7 @@ def test_time_zone_mismatch_with_the_amplitude_project(warehouse_url, make_confi
         rec = reconcile.run(cfg, START, END)
         assert "time_zone_mismatch" in kinds(rec)
         msg = next(a.message for a in rec.anomalies if a.kind == "time_zone_mismatch")
-        assert "UTC-8" in msg or "UTC-7" in msg
+        assert "UTC-08:00" in msg or "UTC-07:00" in msg
         # The same data with the report in the project's zone: no alarm.
         same = make_config(amplitude_url=sb.url, time_zone="America/Los_Angeles")
         assert "time_zone_mismatch" not in kinds(reconcile.run(same, START, END))
@@ -234,3 +234,33 @@ def test_the_roll_up_of_row_outcomes_leaves_the_answer_as_it_was(warehouse_url, 
     after = reconcile.run(cfg, START, END)
     assert [dataclasses.asdict(r) for r in after.rows] == [dataclasses.asdict(r) for r in before.rows]
     assert after.anomalies == before.anomalies and after.status == before.status
+
+
+def test_holes_are_the_stretches_below_the_watermark_no_window_covered():
+    t = lambda h: dt.datetime(2022, 3, 13, h, tzinfo=dt.timezone.utc)  # noqa: E731
+    windows = [{"window_start": t(1), "window_end": t(2)}, {"window_start": t(2), "window_end": t(3)},
+               {"window_start": t(6), "window_end": t(7)}, {"window_start": t(7), "window_end": t(9)}]
+    assert reconcile.holes(windows, t(9)) == [(t(3), t(6))]
+    assert reconcile.holes(windows, t(5)) == [(t(3), t(5))]  # the watermark bounds a hole
+    assert reconcile.holes(windows[:2], t(3)) == []           # before the first window is not a hole
+
+
+def test_the_time_zone_check_fits_half_and_quarter_hour_offsets_from_15_minute_counts():
+    """Dashboard totals bucketed at UTC+05:45 against export counts per 15 minutes (pure)."""
+    zone = dt.timezone(dt.timedelta(hours=5, minutes=45))
+    start = dt.date(2022, 3, 10)
+    import random
+    counts = random.Random(3)  # exact counts, as both of Amplitude's APIs give them
+    quarters, seg = [], {"ViewBlob": {}}
+    for k in range(4 * 24 * 5):
+        bucket = dt.datetime(2022, 3, 10, tzinfo=dt.timezone.utc) + k * reconcile.QUARTER
+        n = counts.randint(0, 12)
+        quarters.append({"bucket": bucket, "name": "ViewBlob", "amplitude": n})
+        hour = bucket.astimezone(zone).strftime("%Y-%m-%dT%H:00:00")
+        seg["ViewBlob"][hour] = seg["ViewBlob"].get(hour, 0) + n
+    anomaly, note = reconcile._time_zone_check(seg, quarters, "UTC", start, start + dt.timedelta(days=4), reconcile.Tolerance())
+    assert anomaly is not None and "UTC+05:45" in anomaly.message and "Asia/Kathmandu" in anomaly.message, note
+    fine, _ = reconcile._time_zone_check(seg, quarters, "Asia/Kathmandu", start, start + dt.timedelta(days=4), reconcile.Tolerance())
+    assert fine is None
+    short, note = reconcile._time_zone_check(seg, quarters, "UTC", start, start + dt.timedelta(days=1), reconcile.Tolerance())
+    assert short is None and "three days" in note

@@ -238,6 +238,10 @@ def parameter_values(name: str, kind: str):
         "weeks": st.integers(0, 8),
         "accepted_volumes": st.lists(st.sampled_from(["search", "product_ui"]), max_size=2, unique=True),
         "accepted_notes": st.lists(st.sampled_from(["family 'search' would send 0 events", ""]), max_size=2),
+        # The ledger's holes: (start, end] pairs, none (the usual case) or one inside the small world.
+        "gap_starts": st.sampled_from([[], [dt.datetime(2022, 3, 13, 18, tzinfo=UTC)]]),
+        "gap_ends": st.just([dt.datetime(2022, 3, 14, 9, tzinfo=UTC)]),
+        "names": st.lists(st.sampled_from(EVENTS), min_size=1, max_size=3, unique=True),
         # A slice's lag histogram: parallel arrays of one length (lag.Lags.params()).
         "lag_hours": st.just([dt.datetime(2022, 3, 14, 11, tzinfo=UTC), dt.datetime(2022, 3, 14, 11, tzinfo=UTC)]),
         "lag_measures": st.just(["event", "loaded"]), "lag_buckets": st.sampled_from([[420, 60], [0, 7300]]),

@@ -300,6 +300,7 @@ SAMPLE_PARAMS = {
     "accepted_at": t(2024, 1, 1, 12, 5), "lag_hours": [t(2024, 1, 1, 11), t(2024, 1, 1, 11)],
     "lag_measures": ["event", "loaded"], "lag_buckets": [420, 300], "lag_counts": [2, 2],
     "lag_newest": [t(2024, 1, 1, 11, 58), t(2024, 1, 1, 12)],
+    "gap_starts": [t(2024, 1, 1, 9)], "gap_ends": [t(2024, 1, 1, 10)], "names": ["Event2", "Event3"],
 }
 
 

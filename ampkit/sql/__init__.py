@@ -32,7 +32,7 @@ PARAMETER_TYPES: dict[str, str] = {
         "run_id", "name", "holder", "mode", "host", "data_map_version", "notebook_path", "status", "error",
         "filtered", "rejected", "recon_id", "tz", "depth_pattern", "flags_depth_pattern", "schema_version",
         "approved_by", "note"], "STRING"),
-    **dict.fromkeys(["steps", "active_events", "reasons", "blocklist",
+    **dict.fromkeys(["steps", "active_events", "reasons", "blocklist", "names",
                      # The data map's decisions and a slice's rejected rows, as parallel arrays.
                      "key_names", "key_sources", "key_actions", "key_rules", "key_reasons",
                      "reject_insert_ids", "reject_names", "reject_event_times", "reject_loaded_ats", "reject_reasons",
@@ -42,6 +42,8 @@ PARAMETER_TYPES: dict[str, str] = {
     "reject_ids": "ARRAY<INT64>",
     # A slice's lag histogram (lag.py), as parallel arrays.
     **dict.fromkeys(["lag_hours", "lag_newest"], "ARRAY<TIMESTAMP>"),
+    # The ledger's holes (reconcile.holes): loaded_at ranges (start, end] no scheduled run covered.
+    **dict.fromkeys(["gap_starts", "gap_ends"], "ARRAY<TIMESTAMP>"),
     "lag_measures": "ARRAY<STRING>",
     **dict.fromkeys(["lag_buckets", "lag_counts"], "ARRAY<INT64>"),
 }
