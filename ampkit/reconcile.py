@@ -552,7 +552,8 @@ def _time_zone_check(hours, quarters, time_zone, start, end, tolerance,
     zone = ZoneInfo(time_zone)
     days = check_days(start, end, export_ready)
     if not days:
-        return None, "time-zone cross-check: needs a range of three days or more (only whole inside days are compared)"
+        return None, ("time-zone cross-check: no whole day inside the range and out of Amplitude's export lag to "
+                      "compare (the first and last days are cut by the range): widen it")
     names = sorted(n for n in hours if any(q["name"] == n for q in quarters))
     seg = {n: {label[:13].replace(" ", "T"): c for label, c in hours[n].items()} for n in names}
     counts = [(q["bucket"], q["name"], q["amplitude"]) for q in quarters if q["name"] in seg]

@@ -174,6 +174,7 @@ def test_the_html_report_is_the_result_printed_computed_once(synced, sandbox, mo
     text = html.read_text()
     assert f"{body['status'].upper()}: {START} .. {END} (UTC); unexplained {body['unexplained_total']:,}; " \
            f"anomalies {len(body['anomalies'])}" in text
+    assert "what to do" in text  # the anomalies come first, each with its action
 
 
 def test_compare_is_pure_and_balances():
@@ -263,4 +264,4 @@ def test_the_time_zone_check_fits_half_and_quarter_hour_offsets_from_15_minute_c
     fine, _ = reconcile._time_zone_check(seg, quarters, "Asia/Kathmandu", start, start + dt.timedelta(days=4), reconcile.Tolerance())
     assert fine is None
     short, note = reconcile._time_zone_check(seg, quarters, "UTC", start, start + dt.timedelta(days=1), reconcile.Tolerance())
-    assert short is None and "three days" in note
+    assert short is None and "widen it" in note
