@@ -22,7 +22,6 @@ import logging
 
 from ampkit import warehouse as warehouses
 from ampkit.config import Config
-from ampkit.errors import AmpkitError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,8 @@ EXPORT_HOURS_BEYOND_LAG = 6
 
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
-    """Ages (seconds) past which a stage warns or errs; the export stage gets `export_allowance` more."""
+    """Ages (seconds) past which a stage warns or errs; the export stage gets `export_allowance` more:
+    Amplitude's export lag, and an hour, since the export is ready by whole upload hours."""
 
     warn: int
     error: int
@@ -52,7 +52,7 @@ class Thresholds:
         interval = config.sync_interval_minutes * 60
         warn = config.freshness_warn_minutes * 60 or 2 * interval + settle
         error = config.freshness_error_minutes * 60 or max(6 * interval + settle, warn)
-        return cls(warn, error, config.export_lag_seconds)
+        return cls(warn, error, config.export_lag_seconds + 3600)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +162,8 @@ def measure(config: Config, export: bool = True, dashboard=None) -> Freshness:
         with warehouses.open(config.warehouse, location=config.bigquery_location) as wh:
             wh.ensure_state()
             row = wh.run("freshness", {"since": now - LOOKBACK, "now": now}).to_pylist()[0]
-    except AmpkitError as exc:
-        return Freshness(now, [], error=config.redact(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - whatever stops the check is "could not check" (exit 3), not a warning
+        return Freshness(now, [], error=config.redact(str(exc) or type(exc).__name__))
     newest = {name: row[name] for name in ("event_logs", "amplitude_events", "accepted")}
     notes = {}
     if row["staged_at"]:
@@ -177,8 +177,11 @@ def measure(config: Config, export: bool = True, dashboard=None) -> Freshness:
     else:
         try:
             newest["export"] = newest_exported(config, dashboard)
-        except AmpkitError as exc:
-            return Freshness(now, [], error=f"Amplitude's Export API: {config.redact(str(exc))}")
+        except Exception as exc:  # noqa: BLE001 - a bad archive or row is "could not check", too
+            return Freshness(now, [], error=f"Amplitude's Export API: {config.redact(str(exc) or type(exc).__name__)}")
+        if newest["export"] is None:
+            hours = config.export_lag_seconds // 3600 + EXPORT_HOURS_BEYOND_LAG
+            notes["export"] = f"no event in the last {hours} upload hours of the export"
     return judge(now, newest, thresholds, notes, row["last_ok_run"])
 
 

@@ -274,10 +274,12 @@ def compare(looker: list[dict], staged: list[dict], outcomes: list[dict], amplit
         x.not_staged = x.looker - x.before_start - x.staged
         s, d = staged_split[(day, name)], done_split[(day, name)]
         x.not_synced = max(0, s[1] - d[1])
-        # Below the watermark and never decided: in a hole of the ledger (no run's window covered
-        # its load time: the planner's fault), else loaded after a run passed it (late).
-        x.planner_gap = max(0, s[3] - d[3])
-        x.late_beyond_lookback = max(0, s[2] - d[2] - max(0, s[4] - d[4]))
+        # Below the watermark, beyond the lookback (no run will come back for them) and never
+        # decided: in a hole of the ledger (no run's window covered its load time: the planner's
+        # fault), else loaded after a run had passed it (late). Inside the lookback, the next run
+        # takes either.
+        x.planner_gap = max(0, s[4] - d[4])
+        x.late_beyond_lookback = max(0, s[2] - d[2] - x.planner_gap)
         x.late_in_lookback = max(0, (s[0] - d[0]) - x.not_synced - x.planner_gap - x.late_beyond_lookback)
         # Accepted events still inside Amplitude's export lag are only counted as lagging if missing.
         present = x.amplitude - x.amplitude_only - x.duplicated
@@ -356,13 +358,16 @@ def _anomalies(rows, hourly, leaks, tolerance: Tolerance, data_map, map_versions
                                           "or a project change in Amplitude, then report the hour to Amplitude support; "
                                           "ampkit_deliveries lists the events and the run that sent them"))
     # In Amplitude but never sent by the sync (double sends with fresh insert_ids, another source).
-    # Events the data map excludes are named once, as a leak, below.
-    excluded = {name for _, name, _ in leaks}
+    # Events the data map excludes are named once, as a leak, below: not counted here again.
+    leaked = collections.Counter()
+    for (day, name, _), n in leaks.items():
+        leaked[(day, name)] += n
     for (day, name), x in sorted(rows.items()):
         band = tolerance.band(x.accepted, False)
-        if x.amplitude_only > band and name not in excluded:
-            out.append(Anomaly("amplitude_only", "fail", f"{x.amplitude_only:,} '{name}' events on {day} are in Amplitude with insert_ids the warehouse never sent (a double send or a foreign source)",
-                               str(day), name, x.amplitude_only,
+        foreign = x.amplitude_only - leaked[(day, name)]
+        if foreign > band:
+            out.append(Anomaly("amplitude_only", "fail", f"{foreign:,} '{name}' events on {day} are in Amplitude with insert_ids the warehouse never sent (a double send or a foreign source)",
+                               str(day), name, foreign,
                                action="find who else sends to this project (another job, an SDK in the product); "
                                       "Amplitude cannot delete single events: note the day in analyses"))
         if x.duplicated > band:
@@ -403,9 +408,12 @@ def _in_dashboard(hour: dt.datetime, hourly, segmentation, zone: ZoneInfo) -> bo
                   if h["hour"] == hour and h["name"] in names)
     if lacking < 5:
         return False  # the cross-check's event types are not among those missing: cannot tell
-    exported = sum(h["amplitude"] for h in hourly if h["name"] in names and h["hour"].astimezone(zone).date().isoformat() == day)
+    of_day = [h for h in hourly if h["name"] in names and h["hour"].astimezone(zone).date().isoformat() == day]
+    exported = sum(h["amplitude"] for h in of_day)
+    # The Dashboard counts too what is still inside the export lag: that is not the hole's.
+    in_lag = sum(h["accepted_recent"] for h in of_day)
     counted = sum(segmentation[n][day] for n in names)
-    return counted - exported >= 0.8 * lacking
+    return counted - exported - in_lag >= 0.8 * lacking
 
 
 def _unsynced(rows, holes: list[tuple[dt.datetime, dt.datetime]], zone: ZoneInfo) -> list[Anomaly]:
@@ -507,14 +515,18 @@ def _families(rows, hourly, zone: ZoneInfo, tolerance: Tolerance, map_versions: 
                                f"family '{family}' vanished from Amplitude from {since:%Y-%m-%d %H}:00 ({zone.key}): on {day}, "
                                f"{seen:,} events against {expected:,.0f} expected from the days before; {cause}"
                                f"{_in_force(map_versions, since.date(), zone)}",
-                               str(since.date()), family, int(expected - seen)))
+                               str(since.date()), family, int(expected - seen),
+                               action=(f"if rule '{rules.most_common(1)[0][0]}' should not keep it out, fix the data map and "
+                                       f"backfill from {since.date()}" if rules and sum(rules.values()) >= expected / factor else
+                                       "look upstream: the product's logging or the event_logs load stopped writing these events")))
         flood = next(((d, e, n) for d, e, n in judged if n > e * factor and n >= floor), None)
         if flood is not None:
             day, expected, seen = flood
             out.append(Anomaly("family_flood", "fail",
                                f"family '{family}' flooded Amplitude on {day}: {seen:,} events against {expected:,.0f} expected "
                                f"from the days before{_in_force(map_versions, day, zone)}: check the data map and the source",
-                               str(day), family, int(seen - expected)))
+                               str(day), family, int(seen - expected),
+                               action="check the data map (a rule that now sends the family) and the source (a logging loop)"))
     return out, series
 
 
@@ -555,7 +567,11 @@ def _time_zone_check(hours, quarters, time_zone, start, end, tolerance,
         return None, ("time-zone cross-check: no whole day inside the range and out of Amplitude's export lag to "
                       "compare (the first and last days are cut by the range): widen it")
     names = sorted(n for n in hours if any(q["name"] == n for q in quarters))
-    seg = {n: {label[:13].replace(" ", "T"): c for label, c in hours[n].items()} for n in names}
+    seg: dict[str, collections.Counter] = {}
+    for n in names:
+        seg[n] = collections.Counter()
+        for label, c in hours[n].items():  # a repeated label (the hour a clock falls back) adds up
+            seg[n][label[:13].replace(" ", "T")] += c
     counts = [(q["bucket"], q["name"], q["amplitude"]) for q in quarters if q["name"] in seg]
     wanted = {d.isoformat() for d in days}
 
@@ -660,7 +676,8 @@ def run(config: Config, start: dt.date, end: dt.date, *, tolerance: Tolerance = 
                   "lookback_start": lookback_start, "recon_id": recon_id,
                   "start_time": dt.datetime.combine(config.amplitude_start_date, dt.time(), dt.timezone.utc),
                   "lag_cutoff": now - dt.timedelta(seconds=config.export_lag_seconds)}
-        windows = wh.run("recon_windows", {"since": start_ts - dt.timedelta(days=1)}).to_pylist()
+        # A week before the range: a hole that began before it is still seen as one.
+        windows = wh.run("recon_windows", {"since": start_ts - dt.timedelta(days=7)}).to_pylist()
         gaps = holes(windows, mark)
         params.update({"gap_starts": [a for a, _ in gaps], "gap_ends": [b for _, b in gaps]})
         looker = _rows(wh.run("recon_looker", params))

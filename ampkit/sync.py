@@ -367,7 +367,7 @@ class Run:
         self.kept_from = begun.kept_from or EPOCH
         if ctx.config.stage_in_run and start is None and not ctx.dry_run:
             # Under the lease: two runs staging at once could both insert a row (appends do not conflict).
-            stage.load(ctx.warehouse, ctx.config, ctx.now, first=begun.watermark is None)
+            stage.load(ctx.warehouse, ctx.config, ctx.now, previous=begun.watermark)
             self.staged = True
         windows = self.plan(begun, start, end, force, yes)
         if not windows:

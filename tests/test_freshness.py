@@ -72,7 +72,7 @@ def test_a_sync_that_stopped_is_named_while_upstream_is_fresh(seeded, make_confi
 
 def test_thresholds_follow_the_cadence_unless_set():
     hourly = freshness.Thresholds.of(configuration.load({}, env={}))
-    assert (hourly.warn, hourly.error, hourly.export_allowance) == (2 * 3600 + 300, 6 * 3600 + 300, 7200)
+    assert (hourly.warn, hourly.error, hourly.export_allowance) == (2 * 3600 + 300, 6 * 3600 + 300, 7200 + 3600)
     five = freshness.Thresholds.of(configuration.load({"sync_interval_minutes": 5, "stage_in_run": True}, env={}))
     assert (five.warn, five.error) == (600, 1800)
     set_ = freshness.Thresholds.of(configuration.load({"freshness_warn_minutes": 15, "freshness_error_minutes": 45}, env={}))

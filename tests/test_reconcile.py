@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -265,3 +266,16 @@ def test_the_time_zone_check_fits_half_and_quarter_hour_offsets_from_15_minute_c
     assert fine is None
     short, note = reconcile._time_zone_check(seg, quarters, "UTC", start, start + dt.timedelta(days=1), reconcile.Tolerance())
     assert short is None and "widen it" in note
+
+
+def test_a_lost_hour_is_not_an_export_gap_because_the_dashboard_counts_hours_still_in_the_export_lag():
+    """03:00 is gone from Amplitude (export and Dashboard), and 13:00-14:00 is accepted but not
+    exported yet: the Dashboard's day total exceeds the export by the latter, which is not the hole."""
+    day = dt.datetime(2022, 3, 14, tzinfo=dt.timezone.utc)
+    hourly = [{"hour": day + dt.timedelta(hours=h), "name": "ViewBlob", "accepted": 100,
+               "accepted_recent": 100 if h >= 13 else 0, "amplitude": 0 if h in (3, 13, 14) else 100} for h in range(15)]
+    in_amplitude = 100 * 15 - 100  # everything but 03:00, the lag's hours included
+    lost = reconcile._in_dashboard(day + dt.timedelta(hours=3), hourly, {"ViewBlob": {"2022-03-14": in_amplitude}}, ZoneInfo("UTC"))
+    gap = reconcile._in_dashboard(day + dt.timedelta(hours=3), hourly, {"ViewBlob": {"2022-03-14": in_amplitude + 100}},
+                                  ZoneInfo("UTC"))
+    assert (lost, gap) == (False, True)

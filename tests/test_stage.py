@@ -35,6 +35,10 @@ def test_a_sub_hourly_run_looks_back_two_hours_except_the_first_of_its_hour():
     assert stage.since(five, t.replace(minute=6)) == t.replace(minute=6) - stage.RECENT
     assert stage.since(hourly, t.replace(minute=6)) == t.replace(minute=6) - stage.LOOKBACK
     assert stage.since(five, t, first=True) == dt.datetime(2020, 12, 1, tzinfo=dt.timezone.utc)
+    # With the last run known (a run that stages its own rows): the first of the hour to stage
+    # sweeps, whatever its minute, so a run skipped at :01 leaves the sweep to :06, not to the next hour.
+    assert stage.since(five, t.replace(minute=6), previous=t - dt.timedelta(minutes=9)) == t.replace(minute=6) - stage.LOOKBACK
+    assert stage.since(five, t.replace(minute=11), previous=t.replace(minute=6)) == t.replace(minute=11) - stage.RECENT
 
 
 def test_a_row_committed_three_hours_late_is_staged_by_the_hours_sweep_not_lost():
