@@ -90,7 +90,9 @@ def _params(cfg) -> dict[str, Any]:
     return {"tz": cfg.time_zone, "start_ts": start_ts, "end_ts": end_ts, "watermark": mark,
             "lookback_start": mark - dt.timedelta(hours=cfg.lookback_hours), "recon_id": "bench",
             "start_time": dt.datetime.combine(cfg.amplitude_start_date, dt.time(), dt.timezone.utc),
-            "lag_cutoff": NOW - dt.timedelta(seconds=cfg.export_lag_seconds)}
+            "lag_cutoff": NOW - dt.timedelta(seconds=cfg.export_lag_seconds),
+            # The ledger's holes (none in a synced benchmark warehouse), as reconcile.run passes them.
+            "gap_starts": [], "gap_ends": []}
 
 
 def ampkit_counts(path: Path) -> tuple[float, int]:

@@ -5,21 +5,23 @@ WITH days AS (
   SELECT bucket, DATE(bucket, @tz) AS day
   FROM (SELECT DISTINCT bucket FROM ampkit_outcome_counts WHERE bucket >= @start_ts AND bucket < @end_ts) AS b
 ),
-counts AS (
-  SELECT c.run_id, c.bucket, c.name, c.outcome, c.reason, c.loaded_at, c.row_count,
-    EXISTS (SELECT 1 FROM UNNEST(@gap_starts) AS gap_start WITH OFFSET AS i
-            WHERE c.loaded_at > gap_start AND c.loaded_at <= @gap_ends[SAFE_OFFSET(i)]) AS in_gap
-  FROM ampkit_outcome_counts AS c
-  WHERE c.bucket >= @start_ts AND c.bucket < @end_ts
+-- The holes are tested once per load time (a staging batch), not once per row.
+in_gap AS (
+  SELECT b.loaded_at
+  FROM (SELECT DISTINCT loaded_at FROM ampkit_outcome_counts WHERE bucket >= @start_ts AND bucket < @end_ts) AS b
+  WHERE EXISTS (SELECT 1 FROM UNNEST(@gap_starts) AS gap_start WITH OFFSET AS i
+                WHERE b.loaded_at > gap_start AND b.loaded_at <= @gap_ends[SAFE_OFFSET(i)])
 )
 SELECT d.day, c.name, c.outcome, c.reason,
   SUM(c.row_count) AS n,
   SUM(IF(c.loaded_at > @watermark, c.row_count, 0)) AS n_after_mark,
   SUM(IF(c.loaded_at <= @lookback_start, c.row_count, 0)) AS n_before_lookback,
   SUM(IF(r.finished_at > @lag_cutoff, c.row_count, 0)) AS n_recent,
-  SUM(IF(c.in_gap, c.row_count, 0)) AS n_in_gap,
-  SUM(IF(c.in_gap AND c.loaded_at <= @lookback_start, c.row_count, 0)) AS n_in_gap_before_lookback
-FROM counts AS c
+  SUM(IF(g.loaded_at IS NOT NULL, c.row_count, 0)) AS n_in_gap,
+  SUM(IF(g.loaded_at IS NOT NULL AND c.loaded_at <= @lookback_start, c.row_count, 0)) AS n_in_gap_before_lookback
+FROM ampkit_outcome_counts AS c
 JOIN days AS d ON d.bucket = c.bucket
 LEFT JOIN ampkit_runs AS r ON r.run_id = c.run_id
+LEFT JOIN in_gap AS g ON g.loaded_at = c.loaded_at
+WHERE c.bucket >= @start_ts AND c.bucket < @end_ts
 GROUP BY 1, 2, 3, 4

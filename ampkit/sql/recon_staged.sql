@@ -6,19 +6,21 @@ WITH days AS (
   SELECT bucket, DATE(bucket, @tz) AS day
   FROM (SELECT DISTINCT bucket FROM ampkit_stage_counts WHERE bucket >= @start_ts AND bucket < @end_ts) AS b
 ),
-staged AS (
-  SELECT s.bucket, s.name, s.run_time, s.row_count,
-    EXISTS (SELECT 1 FROM UNNEST(@gap_starts) AS gap_start WITH OFFSET AS i
-            WHERE s.run_time > gap_start AND s.run_time <= @gap_ends[SAFE_OFFSET(i)]) AS in_gap
-  FROM ampkit_stage_counts AS s
-  WHERE s.bucket >= @start_ts AND s.bucket < @end_ts
+-- The holes are tested once per staging batch (a load time), not once per row.
+in_gap AS (
+  SELECT b.run_time
+  FROM (SELECT DISTINCT run_time FROM ampkit_stage_counts WHERE bucket >= @start_ts AND bucket < @end_ts) AS b
+  WHERE EXISTS (SELECT 1 FROM UNNEST(@gap_starts) AS gap_start WITH OFFSET AS i
+                WHERE b.run_time > gap_start AND b.run_time <= @gap_ends[SAFE_OFFSET(i)])
 )
 SELECT d.day, s.name,
   SUM(s.row_count) AS staged,
   SUM(IF(s.run_time > @watermark, s.row_count, 0)) AS staged_after_mark,
   SUM(IF(s.run_time <= @lookback_start, s.row_count, 0)) AS staged_before_lookback,
-  SUM(IF(s.in_gap, s.row_count, 0)) AS staged_in_gap,
-  SUM(IF(s.in_gap AND s.run_time <= @lookback_start, s.row_count, 0)) AS staged_in_gap_before_lookback
-FROM staged AS s
+  SUM(IF(g.run_time IS NOT NULL, s.row_count, 0)) AS staged_in_gap,
+  SUM(IF(g.run_time IS NOT NULL AND s.run_time <= @lookback_start, s.row_count, 0)) AS staged_in_gap_before_lookback
+FROM ampkit_stage_counts AS s
 JOIN days AS d ON d.bucket = s.bucket
+LEFT JOIN in_gap AS g ON g.run_time = s.run_time
+WHERE s.bucket >= @start_ts AND s.bucket < @end_ts
 GROUP BY 1, 2
