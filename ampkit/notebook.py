@@ -1,6 +1,7 @@
 """What every notebook's setup cell calls: logging, offline-safe plotly, and the config."""
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import logging
@@ -43,4 +44,5 @@ def _show_settings(values: dict[str, Any]) -> None:
 def outcome(status: str, **details: Any) -> None:
     """Tell the runner how the run ended (`ok`, `skipped_locked`, `dry_run`, `failed`...) (I/O)."""
     from IPython.display import display
-    display({"text/plain": f"outcome: {status}", OUTCOME_MIME: {"status": status, **details}}, raw=True)
+    plain = {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in details.items()}
+    display({"text/plain": f"outcome: {status}", OUTCOME_MIME: {"status": status, **plain}}, raw=True)

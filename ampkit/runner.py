@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from html import escape
 from pathlib import Path
 
 import nbformat
@@ -133,6 +134,7 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
                 # A window held by the volume guardrail waits for a person: the scheduler must see it.
                 code = HELD_EXIT if status == "held" else code
             clean(nb, config, source, output)
+            present(nb, source.stem, window_start, status)
             try:
                 _write(nb, output)
                 if report:
@@ -231,6 +233,44 @@ def clean(nb, config: configuration.Config, source: Path, output: str) -> None:
             for mime, value in list(data.items()):
                 if isinstance(value, str):
                     data[mime] = config.redact(value)
+
+
+def present(nb, name: str, when: dt.datetime, status: str) -> None:
+    """Make the record read as a report (pure, on the notebook): a title and a header saying what
+    ran, when, over which window, how it ended and with which data map; the log lines the cells
+    wrote to stderr moved out of the way into one collapsed section at the end (the run's log
+    file has them too, and the ledger the run's numbers)."""
+    from ampkit.notebook import OUTCOME_MIME
+    details = {}
+    lines: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines += out.get("text", "").splitlines()
+                continue
+            details.update(out.get("data", {}).get(OUTCOME_MIME, {}))
+            kept.append(out)
+        cell["outputs"] = kept
+    what = name.replace("_", " ")
+    title = f"ampkit · {what} · {when:%Y-%m-%d %H:%M} UTC · {status}"
+    nb.metadata["title"] = title
+    facts = [f"**{what}**", f"{when:%Y-%m-%d %H:%M} UTC", f"status **{status}**"]
+    if details.get("window_start") and details.get("window_end"):
+        facts.append(f"window {details['window_start'][:16].replace('T', ' ')} .. {details['window_end'][:16].replace('T', ' ')} UTC")
+    if details.get("data_map_version"):
+        facts.append(f"data map {details['data_map_version']}")
+    header = nbformat.v4.new_markdown_cell(" · ".join(facts))
+    header.metadata["ampkit"] = "header"
+    nb.cells.insert(0, header)
+    if lines:
+        log = "\n".join(escape(line) for line in lines)
+        section = nbformat.v4.new_markdown_cell(
+            f"## Log of this run\n\n<details><summary>{len(lines):,} log lines (collapsed)</summary>\n\n<pre>{log}</pre>\n</details>")
+        section.metadata["ampkit"] = "log"
+        nb.cells.append(section)
 
 
 def check_destination(prefix: str) -> None:

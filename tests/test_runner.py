@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import os
 import shutil
 import signal
@@ -89,6 +90,14 @@ def test_report_renders_its_charts_in_headless_chromium(kernel_env, tmp_path):
                          capture_output=True, text=True, timeout=120).stdout
     assert dom.count('class="main-svg"') >= 2, "the plotly charts did not render"
     assert "Where every extracted event went" in dom
+    # A report, not a console: its title and header say what ran and how it ended; the log lines
+    # are in one collapsed section at the end, nowhere else on the page.
+    assert "<title>ampkit · hourly sync · 2022-03-14 12:00 UTC · ok</title>" in dom
+    assert "status <strong>ok</strong>" in dom and "window 2022-03-14 06:00 .. 2022-03-14 12:00 UTC" in dom
+    assert "data map " in dom
+    outside = re.sub(r"<details>.*?</details>", "", dom, flags=re.S)
+    assert not re.search(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) ampkit", outside)  # plotly.js says INFO, a log line says this
+    assert re.search(r"<details><summary>[\d,]+ log lines \(collapsed\)</summary>.*ampkit\.sync", dom, re.S)
 
 
 def test_a_dry_run_record_shows_what_it_would_send_per_rule_per_event_and_as_payloads(kernel_env, seeded, sandbox):
