@@ -29,6 +29,14 @@ MAX_CONCURRENT = 5
 MAX_ATTEMPTS = 8
 
 
+def export_time(value: str | None) -> dt.datetime | None:
+    """A time of an exported row (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC) as an aware datetime (pure)."""
+    if not value:
+        return None
+    t = dt.datetime.fromisoformat(str(value).replace(" ", "T").replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
 class Dashboard:
     """A read client for one Amplitude project (I/O)."""
 

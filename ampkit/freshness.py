@@ -190,12 +190,12 @@ def newest_exported(config: Config, dashboard=None) -> dt.datetime | None:
 
     Upload hours are Amplitude's clock (the wall clock, even when ampkit's is fixed), and the hours
     inside the export lag are empty, so it walks back past them; the first hour with rows answers."""
-    from ampkit.dashboard import Dashboard
+    from ampkit.dashboard import Dashboard, export_time
     amp = dashboard or Dashboard(config)
     hour = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
     try:
         for _ in range(config.export_lag_seconds // 3600 + EXPORT_HOURS_BEYOND_LAG):
-            times = [_export_time(e.get("event_time")) for e in amp.export(hour, hour)]
+            times = [export_time(e.get("event_time")) for e in amp.export(hour, hour)]
             times = [t for t in times if t is not None]
             if times:
                 return max(times)
@@ -204,13 +204,6 @@ def newest_exported(config: Config, dashboard=None) -> dt.datetime | None:
     finally:
         if dashboard is None:
             amp.close()
-
-
-def _export_time(value) -> dt.datetime | None:
-    if not value:
-        return None
-    t = dt.datetime.fromisoformat(str(value).replace(" ", "T").replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
 def _duration(seconds: float) -> str:

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from ampkit import catalogue, datamap as datamaps, state, warehouse as warehouses
 from ampkit.config import Config
+from ampkit.dashboard import export_time
 from ampkit.errors import AmplitudeError, ConfigError, ReconcileError
 
 logger = logging.getLogger(__name__)
@@ -747,8 +748,8 @@ def _load_export(wh, amp, recon_id: str, start_ts: dt.datetime, until: dt.dateti
     first = start_ts.replace(minute=0, second=0, microsecond=0)
     for event in amp.export(first, until):
         batch.append({"recon_id": recon_id, "insert_id": event.get("$insert_id"), "event_type": event.get("event_type"),
-                      "platform": event.get("platform"), "event_time": _export_time(event.get("event_time")),
-                      "uploaded_at": _export_time(event.get("server_upload_time"))})
+                      "platform": event.get("platform"), "event_time": export_time(event.get("event_time")),
+                      "uploaded_at": export_time(event.get("server_upload_time"))})
         if len(batch) >= 100_000:
             wh.append("ampkit_amplitude_export", pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
             total += len(batch)
@@ -758,12 +759,6 @@ def _load_export(wh, amp, recon_id: str, start_ts: dt.datetime, until: dt.dateti
         total += len(batch)
     logger.info("export loaded rows=%d", total)
     return total
-
-
-def _export_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text.replace(" ", "T")).replace(tzinfo=dt.timezone.utc)
 
 
 def _segmentation(amp, outcomes: list[dict], start: dt.date, end: dt.date, top: int) -> dict[str, dict[str, int]]:
