@@ -326,6 +326,7 @@ class Run:
         """Record the run and give the lease back; if even that fails, the lease expires on its own."""
         r, rec = self.result, self.record
         r.duration_seconds = time.monotonic() - self.started
+        r.lag = self.lags.summary() if self.lags.cells else None  # over every slice recorded, once
         rec.status, rec.error = r.status, r.error
         rec.finished_at = rec.started_at + dt.timedelta(seconds=r.duration_seconds)
         rec.window_start, rec.window_end = r.window_start, r.window_end
@@ -540,7 +541,6 @@ class Run:
             return counts
         outcomes = self._checkpoint(part, params, counts, rejects, verdict, lags)
         self.lags.merge(lags)
-        self.result.lag = self.lags.summary() if self.lags.cells else None
         accepted_by_amplitude = counts.accepted
         counts.settle(outcomes)
         if counts.accepted != accepted_by_amplitude:  # checked in the transaction too; this says it in Python's words
