@@ -415,7 +415,7 @@ def run_notebook(obj, name, parameters, cell_timeout, timeout, runs_dir, no_repo
     for key, value in parameters:
         values[key] = _parameter_value(value)
     result = runner.run(name, values, config=config, cell_timeout_seconds=cell_timeout,
-                        timeout_seconds=timeout, report=not no_report)
+                        timeout_seconds=timeout, html_report=not no_report)
     click.echo(f"{result.status}: {result.name} in {result.seconds:.1f}s; record {result.notebook_path or '-'}"
                + (f"; report {result.report_path}" if result.report_path else ""))
     sys.exit(result.exit_code if result.exit_code else 0)
@@ -477,18 +477,20 @@ def reconcile(obj, start, end, time_zone, tolerance, floor, as_json, html_path, 
 
 def _reconciliation_report(config, result, html_path: str) -> None:
     """The reconciliation notebook rendering `result` as computed here (not a second reconciliation)."""
-    import shutil
     import tempfile
 
-    from ampkit import reconcile as reconciling, runner
+    from papermill.iorw import load_notebook_node
+
+    from ampkit import reconcile as reconciling, report as pages, runner
     with tempfile.TemporaryDirectory(prefix="ampkit-reconcile-") as tmp:
         saved = f"{tmp}/result.json"
         reconciling.save(result, saved)
         report = runner.run("reconciliation", {"start": result.start.isoformat(), "end": result.end.isoformat(),
                                                "result_file": saved}, config=config)
-    if report.status != "ok" or not report.report_path:
+    if report.status != "ok" or not report.notebook_path:
         raise RunnerError(f"the reconciliation report could not be written ({report.status}); record {report.notebook_path or '-'}")
-    shutil.copyfile(report.report_path, html_path)
+    # A page to keep or send on its own: it carries its scripts, the folder's copy is not beside it.
+    pages.standalone(load_notebook_node(report.notebook_path), html_path)
 
 
 def render_reconciliation(result) -> str:

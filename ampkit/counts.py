@@ -56,3 +56,8 @@ class Counts:
         return {"extracted": self.extracted, "filtered": dict(sorted(self.filtered.items())), "sent": self.sent,
                 "accepted": self.accepted, "rejected": dict(sorted(self.rejected.items())),
                 "requests": self.requests, "retries": self.retries}
+
+    def headline(self) -> dict[str, int]:
+        """Where the rows ended in four numbers (a report's index line)."""
+        return {"extracted": self.extracted, "accepted": self.accepted, "filtered": sum(self.filtered.values()),
+                "rejected": sum(self.rejected.values())}

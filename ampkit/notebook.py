@@ -24,9 +24,9 @@ def setup(settings: dict[str, Any] | None = None, **parameters) -> configuration
     """
     import plotly.io as pio
     configure_logging(logging.INFO)
-    # Embeds plotly.js once per notebook, so exported HTML reports render offline; the
-    # `notebook_connected` renderer would load it from a CDN and show blank charts offline.
-    pio.renderers.default = "plotly_mimetype+notebook"
+    # The record keeps each figure as plotly JSON (JupyterLab draws it); its HTML page draws it with
+    # the reports folder's one copy of plotly.js (report.py), so no record carries 5 MB of it.
+    pio.renderers.default = "plotly_mimetype"
     given = {k: v for k, v in parameters.items() if v not in ("", None)}
     config = configuration.load({**(settings or {}), **given})
     _show_settings(config.settings())

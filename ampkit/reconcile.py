@@ -155,6 +155,12 @@ class Reconciliation:
         out["rejected"] = dict(_sum_dicts(r.rejected for r in self.rows))
         return out
 
+    def headline(self) -> dict[str, Any]:
+        """The verdict in a few numbers (a report's index line)."""
+        t = self.totals()
+        return {"looker": t["looker"], "amplitude": t["amplitude"], "unexplained": self.unexplained_total,
+                "anomalies": len(self.anomalies), "verdict": self.status}
+
     def summary(self) -> dict[str, Any]:
         return {"status": self.status, "start": self.start.isoformat(), "end": self.end.isoformat(),
                 "time_zone": self.time_zone, "unexplained_total": self.unexplained_total,

@@ -1,7 +1,8 @@
 """The scheduled notebook runner: papermill executes a notebook, the executed copy is the run record.
 
-Each run writes `runs/<name>/YYYY/MM/DD/<window-start>.ipynb` (a local or `gs://` prefix) and an
-offline HTML report with the code hidden. Cell output streams to the log (`--log-output`). A
+Each run writes `runs/<name>/YYYY/MM/DD/<window-start>.ipynb` (a local or `gs://` prefix) and its
+page in the reports folder (`report.write`: offline, code hidden, listed in the folder's index).
+Cell output streams to the log (`--log-output`). A
 per-cell timeout and an outer wall-clock timeout bound the run: papermill can hang on a dead
 kernel, and on a cell timeout it exits 1 while the notebook metadata may still read
 "completed", so the exit code is what counts. Parameters that look like secrets are refused:
@@ -26,6 +27,7 @@ from pathlib import Path
 import nbformat
 
 from ampkit import config as configuration
+from ampkit import report
 from ampkit.errors import HELD_EXIT, RunnerError, SecretError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ def unique(path: str) -> str:
 
 
 def run(name: str, parameters: dict | None = None, *, config: configuration.Config | None = None,
-        cell_timeout_seconds: int = 1800, timeout_seconds: int = 3300, report: bool = True,
+        cell_timeout_seconds: int = 1800, timeout_seconds: int = 3300, html_report: bool = True,
         log_path: str | None = None) -> RunnerResult:
     """Execute notebook `name` with papermill as a scheduled run (I/O); never raises for a failed notebook.
 
@@ -109,7 +111,7 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
         check_destination(prefix)
     window_start = config.clock()
     output = unique(record_path(config.runs_dir, source.stem, window_start))
-    html = output.replace(config.runs_dir.rstrip("/"), config.reports_dir.rstrip("/"), 1)[:-len(".ipynb")] + ".html"
+    html = report.html_path(output, config.runs_dir, config.reports_dir)
     parameters.setdefault("now", window_start.isoformat())
     parameters["notebook_path"] = output
     if "ampkit_settings" in declared:
@@ -134,11 +136,13 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
                 # A window held by the volume guardrail waits for a person: the scheduler must see it.
                 code = HELD_EXIT if status == "held" else code
             clean(nb, config, source, output)
-            present(nb, source.stem, window_start, status)
+            details = present(nb, source.stem, window_start, status)
             try:
                 _write(nb, output)
-                if report:
-                    export_html(nb, html)
+                if html_report:
+                    entry = report.entry_of(details, name=source.stem, when=window_start, status=status, record=output,
+                                            report=report.relative(html, f"{config.reports_dir.rstrip('/')}/{report.INDEX}"))
+                    report.write(nb, html, config.reports_dir, entry)
             except Exception as exc:  # noqa: BLE001 - any storage failure; the run itself is over
                 # The run happened (and is in the ledger); only its record is missing, so keep a
                 # local copy and fail the job, so the scheduler alerts.
@@ -150,7 +154,7 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
             output, html = "", ""
     seconds = time.monotonic() - started
     logger.info("notebook run finished name=%s status=%s exit=%d seconds=%.1f", source.stem, status, code, seconds)
-    return RunnerResult(source.stem, status, code, output, html if report else "", seconds)
+    return RunnerResult(source.stem, status, code, output, html if html_report else "", seconds)
 
 
 def _execute(command: list[str], timeout_seconds: int, log_path: str | None) -> tuple[str, int]:
@@ -235,7 +239,7 @@ def clean(nb, config: configuration.Config, source: Path, output: str) -> None:
                     data[mime] = config.redact(value)
 
 
-def present(nb, name: str, when: dt.datetime, status: str) -> None:
+def present(nb, name: str, when: dt.datetime, status: str) -> dict:
     """Make the record read as a report (pure, on the notebook): a title and a header saying what
     ran, when, over which window, how it ended and with which data map; the log lines the cells
     wrote to stderr moved out of the way into one collapsed section at the end (the run's log
@@ -259,7 +263,10 @@ def present(nb, name: str, when: dt.datetime, status: str) -> None:
     nb.metadata["title"] = title
     facts = [f"**{what}**", f"{when:%Y-%m-%d %H:%M} UTC", f"status **{status}**"]
     if details.get("window_start") and details.get("window_end"):
-        facts.append(f"window {details['window_start'][:16].replace('T', ' ')} .. {details['window_end'][:16].replace('T', ' ')} UTC")
+        start, end = (details[k][:16].replace("T", " ") for k in ("window_start", "window_end"))
+        facts.append(f"window {start} .. {end}" + (" UTC" if len(start) > 10 else ""))
+    if (details.get("counts") or {}).get("verdict"):
+        facts.append(f"verdict **{details['counts']['verdict']}**")
     if details.get("data_map_version"):
         facts.append(f"data map {details['data_map_version']}")
     header = nbformat.v4.new_markdown_cell(" · ".join(facts))
@@ -271,6 +278,7 @@ def present(nb, name: str, when: dt.datetime, status: str) -> None:
             f"## Log of this run\n\n<details><summary>{len(lines):,} log lines (collapsed)</summary>\n\n<pre>{log}</pre>\n</details>")
         section.metadata["ampkit"] = "log"
         nb.cells.append(section)
+    return details
 
 
 def check_destination(prefix: str) -> None:
@@ -299,24 +307,3 @@ def _write(nb, path: str) -> None:
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
-
-
-def export_html(nb, path: str) -> str:
-    """Write the executed notebook as a self-contained HTML report with the code hidden.
-
-    A copy goes to `<reports>/<name>/latest.html` too, so a bookmark always shows the newest.
-    """
-    from nbconvert import HTMLExporter
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
-    if "://" in path:
-        from papermill.iorw import papermill_io
-        papermill_io.write(body, path)
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(body, encoding="utf-8")
-        parts = Path(path).parts
-        # <reports>/<name>/YYYY/MM/DD/<stamp>.html -> <reports>/<name>/latest.html
-        if len(parts) >= 5:
-            Path(*parts[:-4], "latest.html").write_text(body, encoding="utf-8")
-    return path

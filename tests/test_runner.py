@@ -101,7 +101,7 @@ def test_report_renders_its_charts_in_headless_chromium(kernel_env, tmp_path):
 
 
 def test_a_dry_run_record_shows_what_it_would_send_per_rule_per_event_and_as_payloads(kernel_env, seeded, sandbox):
-    result = runner.run("hourly_sync", {"dry_run": True}, config=kernel_env, report=False)
+    result = runner.run("hourly_sync", {"dry_run": True}, config=kernel_env, html_report=False)
     assert (result.status, result.exit_code) == ("dry_run", 0)
     nb = nbformat.read(result.notebook_path, as_version=4)
     shown = tables(nb)
@@ -267,7 +267,7 @@ def test_secret_looking_parameters_are_refused(kernel_env, tmp_path):
 
 
 def test_runs_overview_shows_the_ledger(kernel_env):
-    runner.run("hourly_sync", {}, config=kernel_env, report=False)
+    runner.run("hourly_sync", {}, config=kernel_env, html_report=False)
     result = runner.run("runs_overview", {"limit": 10}, config=kernel_env)
     assert result.status == "ok"
     nb = nbformat.read(result.notebook_path, as_version=4)

@@ -1,0 +1,268 @@
+"""A report: the HTML page a run record becomes, the scripts the pages share, and the index of them.
+
+A run record (the executed notebook) keeps its figures as plotly JSON and its tables as rows
+(`table.TABLE_MIME`); only the page renders them. Every page of a reports folder loads plotly.js and
+the interactive tables' library from one copy in `<reports>/assets/` (named by version, so an
+upgrade leaves old pages working), which keeps a page small, and nothing is fetched from another
+host: a page opens offline. Beside each page a `.json` entry says what ran, when, over which window,
+how it ended and what it counted; `index.html` lists them all, newest first, and each report's
+`latest.html` leads to its newest run that handled rows.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import html
+import json
+import logging
+import posixpath
+import re
+from pathlib import Path
+
+from ampkit.table import TABLE_MIME, Table, to_html as table_html
+
+logger = logging.getLogger(__name__)
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+ASSETS = "assets"
+INDEX = "index.html"
+LATEST = "latest.html"
+RESOURCES = Path(__file__).resolve().parent / "resources"
+TEMPLATE = "report_template"  # nbconvert's lab template without require.js, MathJax or mermaid (CDN scripts)
+# What each report counts, in the order the index shows them.
+COUNT_LABELS = {"extracted": "extracted", "accepted": "accepted", "filtered": "filtered", "rejected": "rejected",
+                "looker": "in Looker", "amplitude": "in Amplitude", "unexplained": "unexplained",
+                "anomalies": "anomalies", "runs": "runs"}
+
+
+@dataclasses.dataclass
+class Entry:
+    """One line of the index: a run record and its page."""
+
+    name: str
+    when: str                # the run's clock, ISO UTC
+    status: str
+    report: str              # the page, relative to the reports folder
+    record: str              # the run record, as the runner wrote it
+    window_start: str = ""
+    window_end: str = ""
+    data_map_version: str = ""
+    counts: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def handled_rows(self) -> bool:
+        """Whether the page has something to show: rows handled, or a run that did not end well.
+        Reports that count no rows (onboarding, reconciliation) always have."""
+        if "extracted" not in self.counts:
+            return self.status not in ("skipped_locked",)
+        return bool(self.counts["extracted"]) or self.status not in ("ok", "dry_run", "skipped_locked")
+
+
+def html_path(record: str, runs_dir: str, reports_dir: str) -> str:
+    """The page of a run record: the same place under the reports folder, `.html`."""
+    return record.replace(runs_dir.rstrip("/"), reports_dir.rstrip("/"), 1).removesuffix(".ipynb") + ".html"
+
+
+def relative(target: str, page: str) -> str:
+    """`target` as a link from the page at `page` (both paths, local or gs://, under one folder)."""
+    def bare(p: str) -> str:
+        return p.split("://", 1)[-1] if "://" in p else str(Path(p).resolve())
+    return posixpath.relpath(bare(target), posixpath.dirname(bare(page)))
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+def write(nb, path: str, reports_dir: str, entry: Entry | None = None) -> str:
+    """Write `nb` as its HTML page at `path` (I/O) and, with `entry`, its index line, the report's
+    latest.html and the folder's index.html."""
+    scripts = [relative(a, path) for a in assets(reports_dir)]
+    _write_text(path, render(nb, scripts))
+    if entry is not None:
+        _write_text(path.removesuffix(".html") + ".json", json.dumps(dataclasses.asdict(entry), indent=1))
+        try:
+            refresh(reports_dir)
+        except Exception as exc:  # noqa: BLE001 - the page is written; a broken index must not fail the run
+            logger.warning("could not refresh the reports index under %s (%s: %s)", reports_dir, type(exc).__name__, exc)
+    return path
+
+
+def standalone(nb, path: str) -> str:
+    """Write `nb` as one HTML file that carries its scripts inline (I/O): a page to send or keep
+    alone, e.g. `ampkit reconcile --html`."""
+    _write_text(path, render(nb, [], inline=True))
+    return path
+
+
+def render(nb, scripts: list[str], inline: bool = False) -> str:
+    """The page of a run record (pure): code hidden, figures and tables rendered, loading `scripts`
+    (or carrying them inline)."""
+    from nbconvert import HTMLExporter
+    page = copy.deepcopy(nb)
+    for cell in page.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if PLOTLY_MIME in data:
+                out["data"] = {"text/html": _figure_html(data[PLOTLY_MIME])}
+            elif TABLE_MIME in data:
+                out["data"] = {"text/html": table_html(data[TABLE_MIME])}
+    exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(RESOURCES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    inline_js = [_plotly_js(), _itables_js()] if inline else []
+    body, _ = exporter.from_notebook_node(page, resources={"ampkit_scripts": scripts, "ampkit_inline": inline_js})
+    return body
+
+
+def _figure_html(figure: dict) -> str:
+    import plotly.io as pio
+    height = None if (figure.get("layout") or {}).get("height") else "480px"
+    return pio.to_html(figure, include_plotlyjs=False, full_html=False, validate=False,
+                       config={"displaylogo": False, "responsive": True}, default_height=height or "100%")
+
+
+# --- the shared scripts -----------------------------------------------------------------------
+
+def assets(reports_dir: str) -> list[str]:
+    """The scripts every page loads, written once per reports folder and version (I/O)."""
+    import itables
+    import plotly
+    folder = f"{reports_dir.rstrip('/')}/{ASSETS}"
+    wanted = {f"{folder}/plotly-{plotly.__version__}.min.js": _plotly_js,
+              f"{folder}/itables-{itables.__version__}.js": _itables_js}
+    for path, source in wanted.items():
+        if not _exists(path):
+            _write_text(path, source())
+    return list(wanted)
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+    return get_plotlyjs()
+
+
+def _itables_js() -> str:
+    """itables' offline library as a classic script: the body of its own `init_notebook_mode`
+    output (the bundle, inlined), so tables wait for it as they do in a notebook."""
+    from itables import options
+    from itables.javascript import generate_init_offline_itables_html
+    page = generate_init_offline_itables_html(options.dt_bundle)
+    return re.search(r"<script>(.*?)</script>", page, re.S).group(1)
+
+
+# --- the index --------------------------------------------------------------------------------
+
+def entries(reports_dir: str) -> list[Entry]:
+    """Every page's index line under `reports_dir`, newest first (I/O)."""
+    found = []
+    for path in _glob(f"{reports_dir.rstrip('/')}/*/*/*/*/*.json"):
+        try:
+            found.append(Entry(**json.loads(_read_text(path))))
+        except (ValueError, TypeError) as exc:
+            logger.warning("skipping %s in the reports index: %s", path, exc)
+    return sorted(found, key=lambda e: (e.when, e.report), reverse=True)
+
+
+def refresh(reports_dir: str) -> str:
+    """Rewrite `index.html` and every report's `latest.html` from the index lines (I/O)."""
+    found = entries(reports_dir)
+    root = reports_dir.rstrip("/")
+    for name in sorted({e.name for e in found}):
+        mine = [e for e in found if e.name == name]
+        shown = next((e for e in mine if e.handled_rows), mine[0])
+        _write_text(f"{root}/{name}/{LATEST}", _redirect(posixpath.relpath(shown.report, name), shown))
+    index = f"{root}/{INDEX}"
+    _write_text(index, index_page(found, [relative(a, index) for a in assets(reports_dir)]))
+    return index
+
+
+def index_page(found: list[Entry], scripts: list[str]) -> str:
+    """The reports folder's front page (pure): per report its newest run and what latest.html
+    shows, then every page, newest first."""
+    from jinja2 import Template
+    lines = []
+    for name in sorted({e.name for e in found}):
+        mine = [e for e in found if e.name == name]
+        newest, shown = mine[0], next((e for e in mine if e.handled_rows), mine[0])
+        say = f'<a href="{html.escape(name)}/{LATEST}">{html.escape(_title(name))}</a>: newest {_when(newest.when)} ({html.escape(newest.status)})'
+        if shown is not newest:
+            say += (f"; it handled no rows, so {LATEST} shows {_when(shown.when)}, the newest that did")
+        elif not newest.handled_rows:
+            say += "; it handled no rows, nor did any run before it"
+        lines.append(say)
+    import pandas as pd
+    rows = [{"when (UTC)": _when(e.when), "report": f'<a href="{html.escape(e.report)}">{html.escape(_title(e.name))}</a>',
+             "status": html.escape(e.status), "window (UTC)": html.escape(_window(e)),
+             "counts": html.escape(" · ".join(f"{COUNT_LABELS.get(k, k)} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                              for k, v in e.counts.items())),
+             "data map": html.escape(e.data_map_version), "run record": html.escape(e.record)} for e in found]
+    table = Table(pd.DataFrame(rows, columns=["when (UTC)", "report", "status", "window (UTC)", "counts", "data map", "run record"]),
+                  empty="No report has been written yet.", links=("when (UTC)", "report", "status", "window (UTC)", "counts",
+                                                                   "data map", "run record"))
+    template = Template((RESOURCES / "reports_index.html.j2").read_text(encoding="utf-8"))
+    return template.render(scripts=scripts, lines=lines, table=table_html(table.payload()), pages=len(found))
+
+
+def _redirect(target: str, entry: Entry) -> str:
+    safe = html.escape(target)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={safe}">'
+            f"<title>ampkit · latest {html.escape(_title(entry.name))}</title></head>"
+            f'<body><p>The newest {html.escape(_title(entry.name))} that handled rows: <a href="{safe}">{_when(entry.when)}</a>.</p></body></html>')
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ") if iso else ""
+
+
+def _window(e: Entry) -> str:
+    return f"{_when(e.window_start)} .. {_when(e.window_end)}" if e.window_start else ""
+
+
+# --- local folders and gs:// -------------------------------------------------------------------
+
+def _write_text(path: str, text: str) -> None:
+    if "://" in path:
+        from papermill.iorw import papermill_io
+        papermill_io.write(text, path)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(f"{path}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)  # a page being rewritten is never seen half written
+
+
+def _read_text(path: str) -> str:
+    if "://" in path:
+        import fsspec
+        with fsspec.open(path, "r", encoding="utf-8") as f:
+            return f.read()
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _exists(path: str) -> bool:
+    if "://" in path:
+        import fsspec
+        fs, bare = fsspec.core.url_to_fs(path)
+        return fs.exists(bare)
+    return Path(path).exists()
+
+
+def _glob(pattern: str) -> list[str]:
+    if "://" in pattern:
+        import fsspec
+        scheme = pattern.split("://", 1)[0]
+        fs, bare = fsspec.core.url_to_fs(pattern)
+        return [f"{scheme}://{p}" for p in fs.glob(bare)]
+    import glob
+    return glob.glob(pattern)
+
+
+def entry_of(details: dict, *, name: str, when: dt.datetime, status: str, report: str, record: str) -> Entry:
+    """The index line of a run from what its notebook said (`notebook.outcome`'s details)."""
+    counts = {k: v for k, v in (details.get("counts") or {}).items() if v is not None}
+    return Entry(name=name, when=when.astimezone(dt.timezone.utc).isoformat(), status=status, report=report, record=record,
+                 window_start=details.get("window_start") or "", window_end=details.get("window_end") or "",
+                 data_map_version=details.get("data_map_version") or "", counts=counts)

@@ -1,0 +1,98 @@
+"""A table for people: human column names, formatted numbers, no index, every row and full text.
+
+In a notebook a `Table` shows as a static HTML table (the first rows of a long one); the run record
+keeps all its rows, formatted, under TABLE_MIME, and the HTML report renders them (`to_html`): a
+short table as it is, a long one as an interactive table (itables: search, sort, per-column filter,
+pages) that works offline from the reports folder's one copy of its library.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import math
+import numbers
+
+import numpy as np
+import pandas as pd
+
+TABLE_MIME = "application/vnd.ampkit.table+json"
+# Up to this many rows a table is shown whole and static; beyond, interactive in the report.
+SHORT_ROWS = 15
+# The static preview a notebook front end shows of a long table (the report has every row).
+PREVIEW_ROWS = 20
+
+
+@dataclasses.dataclass
+class Table:
+    """`frame`'s rows for people; `links` are columns of trusted HTML (anchors built by ampkit)."""
+
+    frame: pd.DataFrame
+    caption: str = ""
+    empty: str = "nothing to show"
+    links: tuple[str, ...] = ()
+    decimals: int = 1
+
+    def payload(self) -> dict:
+        """The table as the run record keeps it: column names, every row as display text, which
+        columns are numbers (right-aligned, sorted as numbers) and the caption or empty state."""
+        frame = self.frame.reset_index(drop=True)
+        numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
+        rows = [[cell(v, self.decimals) if c not in self.links else str(v or "")
+                 for c, v in zip(frame.columns, values)] for values in frame.itertuples(index=False, name=None)]
+        return {"columns": [str(c) for c in frame.columns], "rows": rows, "numeric": numeric,
+                "caption": self.caption, "empty": self.empty}
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        data = self.payload()
+        return {TABLE_MIME: data, "text/html": to_html(data, interactive=False, limit=PREVIEW_ROWS),
+                "text/plain": f"{len(data['rows']):,} rows: {', '.join(data['columns'])}"}
+
+
+def cell(value, decimals: int = 1) -> str:
+    """One value as a person reads it (escaped HTML): thousands separators, minutes not nanoseconds, blanks for nothing."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        return f"{int(value):,}" if float(value).is_integer() and decimals == 0 else f"{float(value):,.{decimals}f}"
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        text = f"{value:%Y-%m-%d %H:%M}"
+        return html.escape(text + ("" if value.tzinfo is None else " UTC" if value.utcoffset() == dt.timedelta(0) else f" {value:%z}"))
+    if isinstance(value, (list, tuple)):
+        return html.escape(", ".join(map(str, value)))
+    return html.escape(str(value))
+
+
+def to_html(data: dict, *, interactive: bool = True, limit: int | None = None) -> str:
+    """A table payload as HTML: static up to SHORT_ROWS rows (or when not `interactive`), else an
+    itables DataTable that waits for the page's copy of the library (`report.assets`)."""
+    rows, columns = data["rows"], data["columns"]
+    caption = f"<caption>{html.escape(data['caption'])}</caption>" if data.get("caption") else ""
+    if not rows:
+        return f'<p class="ampkit-empty">{html.escape(data.get("empty") or "nothing to show")}</p>'
+    if interactive and len(rows) > SHORT_ROWS:
+        return _datatable(data)
+    shown = rows if limit is None else rows[:limit]
+    align = ['' if not n else ' class="ampkit-num"' for n in data["numeric"]]
+    head = "".join(f"<th{a}>{html.escape(c)}</th>" for c, a in zip(columns, align))
+    body = "".join("<tr>" + "".join(f"<td{a}>{v}</td>" for v, a in zip(row, align)) + "</tr>" for row in shown)
+    more = (f'<p class="ampkit-more">The first {len(shown):,} of {len(rows):,} rows: the HTML report has every row, searchable.</p>'
+            if len(shown) < len(rows) else "")
+    return f'<table class="ampkit-table">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
+
+
+def _datatable(data: dict) -> str:
+    from itables import to_html_datatable
+    frame = pd.DataFrame(data["rows"], columns=data["columns"])
+    numeric = [i for i, n in enumerate(data["numeric"]) if n]
+    # Cells are escaped HTML already (links are ampkit's own anchors); the size limit is off because
+    # a report must show every row, and the pages share one copy of the library (connected=False).
+    return to_html_datatable(frame, connected=False, allow_html=True, maxBytes=0, showIndex=False, order=[],
+                             caption=data.get("caption") or None, classes="display compact cell-border",
+                             column_filters="footer", pageLength=25, lengthMenu=[10, 25, 100, 1000],
+                             columnDefs=[{"className": "dt-right", "targets": numeric}] if numeric else [],
+                             display_logo_when_loading=False)
