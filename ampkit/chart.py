@@ -2,20 +2,32 @@
 from __future__ import annotations
 
 import collections
+from html import escape
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-OUTCOME_COLORS = {"accepted": "#2a9d8f", "filtered": "#adb5bd", "rejected": "#e76f51", "held": "#f4a261"}
+from ampkit import palette
+from ampkit.table import Table
+
+EMPTY = "empty state"  # the name of the annotation that says why a figure has no data
 
 
-def sync_table(result) -> pd.DataFrame:
+def empty(fig: go.Figure, text: str) -> go.Figure:
+    """Say on the figure why there is nothing to draw, instead of blank axes."""
+    fig.add_annotation(text=text, name=EMPTY, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=15, color="#495057"))
+    return fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=fig.layout.height or 240)
+
+
+def sync_table(result) -> Table:
     """One row per stage of a run: extracted, accepted, filtered per rule, rejected per reason."""
     rows = [("extracted", "", result.extracted), ("accepted", "", result.accepted)]
     rows += [("filtered", rule, n) for rule, n in sorted(result.filtered.items(), key=lambda kv: -kv[1])]
     rows += [("rejected", reason, n) for reason, n in sorted(result.rejected.items(), key=lambda kv: -kv[1])]
-    return pd.DataFrame(rows, columns=["stage", "rule or reason", "events"])
+    return Table(pd.DataFrame(rows, columns=["stage", "rule or reason", "events"]),
+                 caption="Where every extracted event went: extracted = accepted + filtered + rejected")
 
 
 def sync_breakdown(frame: pd.DataFrame, top: int = 25) -> go.Figure:
@@ -25,8 +37,7 @@ def sync_breakdown(frame: pd.DataFrame, top: int = 25) -> go.Figure:
     """
     fig = go.Figure()
     if frame.empty:
-        fig.update_layout(title="No events in this run's window")
-        return fig
+        return empty(fig.update_layout(title="Events per event type"), "no events in this run's window")
     totals = frame.groupby("name")["events"].sum().sort_values(ascending=False)
     names = list(totals.index[:top])[::-1]
     shown = frame[frame["name"].isin(names)]
@@ -34,10 +45,11 @@ def sync_breakdown(frame: pd.DataFrame, top: int = 25) -> go.Figure:
         counts = part.groupby("name")["events"].sum().reindex(names, fill_value=0)
         label = outcome if not reason else f"{outcome}: {reason}"
         fig.add_bar(y=names, x=counts.values, orientation="h", name=label,
-                    marker_color=OUTCOME_COLORS.get(outcome, "#999"),
-                    hovertemplate="%{y}<br>" + label + ": %{x:,}<extra></extra>")
+                    marker_color=palette.color(f"{outcome}:{reason}" if reason else outcome),
+                    hovertemplate="%{y}<br>" + label + ": %{x:,} events<extra></extra>")
     fig.update_layout(barmode="stack", title=f"Events per event type (top {len(names)} by volume)",
-                      xaxis_title="events", height=max(400, 22 * len(names) + 120), legend_title="outcome")
+                      xaxis_title="events", yaxis_title="event type", height=max(400, 22 * len(names) + 120),
+                      legend_title="outcome")
     return fig
 
 
@@ -55,68 +67,90 @@ def sample_payloads(result):
 
 
 def request_timeline(log: list[dict]) -> go.Figure:
-    """Request latency over the run, and retries, from the sender's request log."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
-                        subplot_titles=("request latency (ms)", "retries and refusals"))
+    """Request latency over the run and, when there were any, the retries and refusals by kind,
+    from the sender's request log."""
+    title = "Requests to Amplitude"
     if not log:
-        fig.update_layout(title="No requests were sent")
-        return fig
+        return empty(go.Figure().update_layout(title=title), "no requests were sent in this run")
     frame = pd.DataFrame(log)
-    ok = frame[frame["kind"] == "ok"]
-    fig.add_scatter(x=ok["t"], y=ok["latency_ms"], mode="markers", name="accepted", marker_color="#2a9d8f", row=1, col=1)
     bad = frame[frame["kind"] != "ok"]
+    title += f": {len(frame):,} requests, {int((frame['attempt'] > 0).sum()):,} retries"
+    if bad.empty:
+        fig = go.Figure().update_layout(title=title, height=420)
+        fig.add_annotation(text="no retries or refusals in this run", name="note", showarrow=False, x=1, y=1.06,
+                           xref="paper", yref="paper", xanchor="right", font=dict(color="#495057"))
+        row = {}
+    else:
+        fig = make_subplots(rows=2, cols=1, row_heights=[0.65, 0.35], vertical_spacing=0.2,
+                            subplot_titles=("latency of each request", "retries and refusals, by kind"))
+        fig.update_layout(title=title, height=620)
+        row = {"row": 1, "col": 1}
+    ok = frame[frame["kind"] == "ok"]
+    fig.add_scatter(x=ok["t"], y=ok["latency_ms"], mode="markers", name="accepted", marker_color=palette.SENT["accepted"],
+                    hovertemplate="%{x:.1f} s: %{y:,.0f} ms<extra></extra>", **row)
+    fig.update_xaxes(title_text="seconds since the run started", rangemode="tozero", **row)
+    fig.update_yaxes(title_text="latency (ms)", rangemode="tozero", **row)
     if not bad.empty:
         fig.add_scatter(x=bad["t"], y=bad["latency_ms"], mode="markers", name="refused or failed",
-                        marker_color="#e76f51", text=bad["kind"] + " " + bad["status"].astype(str), row=1, col=1)
+                        marker_color=palette.WRONG["amplitude_only"], text=bad["kind"] + " " + bad["status"].astype(str), row=1, col=1)
         per_kind = bad.groupby("kind").size()
-        fig.add_bar(x=list(per_kind.index), y=list(per_kind.values), name="refusals by kind", marker_color="#e76f51", row=2, col=1)
-    fig.update_layout(title=f"{len(frame):,} requests, {int((frame['attempt'] > 0).sum()):,} retries", height=520)
-    fig.update_xaxes(title_text="seconds since the run started", row=1, col=1)
+        fig.add_bar(x=list(per_kind.index), y=list(per_kind.values), name="refusals by kind",
+                    marker_color=palette.WRONG["amplitude_only"], row=2, col=1)
+        fig.update_xaxes(type="category", title_text="kind of refusal", row=2, col=1)
+        fig.update_yaxes(title_text="requests", row=2, col=1)
     return fig
 
 
-def runs_table(rows: list[dict]) -> pd.DataFrame:
-    """The run ledger as a table: status, window, counts, duration, lag, run record."""
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    for c in ("lag_event_p50", "lag_event_p95", "newest_age_seconds"):
-        frame[c.replace("_seconds", "") + "_minutes"] = (frame[c].astype(float) / 60).round(1)
-    columns = ["started_at", "status", "mode", "window_start", "window_end", "extracted", "accepted",
-               "filtered_total", "rejected_total", "duration_seconds", "lag_event_p50_minutes", "lag_event_p95_minutes",
-               "newest_age_minutes", "notebook_path", "error"]
-    return frame[columns]
+def runs_table(rows: list[dict], link=None) -> Table:
+    """The run ledger for people: when, how it ended, the window, counts, duration, lag, and a link to
+    each run's page (`link(record)` gives the href, or None when there is none)."""
+    columns = ["started (UTC)", "status", "mode", "window (UTC)", "extracted", "accepted", "filtered", "rejected",
+               "seconds", "p50 lag (min)", "p95 lag (min)", "newest event's age (min)", "page", "error"]
+    out = []
+    for r in rows:
+        minutes = {k: None if r.get(k) is None else float(r[k]) / 60 for k in ("lag_event_p50", "lag_event_p95", "newest_age_seconds")}
+        href = link(r["notebook_path"]) if link and r.get("notebook_path") else None
+        window = (f"{r['window_start']:%Y-%m-%d %H:%M} .. {r['window_end']:%Y-%m-%d %H:%M}"
+                  if r.get("window_start") and r.get("window_end") else "")
+        out.append([r["started_at"], r["status"], r.get("mode") or "", window, r.get("extracted"), r.get("accepted"),
+                    r.get("filtered_total"), r.get("rejected_total"), r.get("duration_seconds"), minutes["lag_event_p50"],
+                    minutes["lag_event_p95"], minutes["newest_age_seconds"],
+                    f'<a href="{escape(href)}">run page</a>' if href else escape(r.get("notebook_path") or ""), r.get("error") or ""])
+    frame = pd.DataFrame(out, columns=columns)
+    for c in ("extracted", "accepted", "filtered", "rejected"):
+        frame[c] = frame[c].astype("Int64")
+    return Table(frame, caption="The run ledger, newest first", empty="No run has been recorded yet.", links=("page",))
 
 
 def runs_history(rows: list[dict]) -> go.Figure:
-    """Events per run over time, coloured by status."""
+    """A timeline of runs coloured by status; events extracted per run on a log scale, so one
+    backfill does not flatten the hourly runs (a run with none sits on the bottom line)."""
     frame = pd.DataFrame(rows)
     fig = go.Figure()
     if frame.empty:
-        fig.update_layout(title="No runs yet")
-        return fig
-    for status, part in frame.groupby("status"):
-        fig.add_bar(x=part["started_at"], y=part["extracted"].fillna(0), name=status,
-                    hovertext=part["run_id"])
-    fig.update_layout(title="Events extracted per run", barmode="stack", yaxis_title="events")
+        return empty(fig.update_layout(title="Runs over time"), "no run has been recorded yet")
+    frame["events"] = frame["extracted"].fillna(0).astype(int)
+    for status, part in frame.groupby("status", sort=False):
+        fig.add_scatter(x=part["started_at"], y=part["events"].clip(lower=1), mode="markers", name=status,
+                        marker=dict(color=palette.STATUS.get(status, "#6c757d"), size=11, line=dict(width=1, color="#212529"),
+                                    symbol=["circle" if n else "circle-open" for n in part["events"]]),
+                        customdata=list(zip(part["events"], part["mode"].fillna(""), part["run_id"])),
+                        hovertemplate="%{x}<br>" + status + ": %{customdata[0]:,} events (%{customdata[1]})<br>%{customdata[2]}<extra></extra>")
+    fig.update_layout(title="Runs over time, coloured by how they ended", yaxis_type="log",
+                      yaxis_title="events extracted (log scale; none = 1)", xaxis_title="run started (UTC)", legend_title="status")
     return fig
 
 
-LAG_COLORS = {"p50": "#2a9d8f", "p95": "#e76f51", "newest": "#264653"}
-
-
-def lag_table(result) -> pd.DataFrame:
+def lag_table(result) -> Table:
     """How long this run's accepted events took to reach Amplitude, in minutes (lag.Lags.summary())."""
     lag = getattr(result, "lag", None)
-    if not lag:
-        return pd.DataFrame({"note": ["This run accepted no events, so it has no lag to report."]})
     names = {"event": "from the event's timestamp", "loaded": "from loaded_at (staged)"}
-    rows = [{"lag": names[m], "events": lag[m]["events"],
-             **{k: None if lag[m][k] is None else round(lag[m][k] / 60, 1) for k in ("p50", "p95", "max")}}
-            for m in ("event", "loaded")]
-    frame = pd.DataFrame(rows).rename(columns={"p50": "p50 (min)", "p95": "p95 (min)", "max": "max (min)"})
-    frame.attrs["newest_event_at"] = lag["newest_event_at"]
-    return frame.set_index("lag")
+    rows = [{"measured": names[m], "events": lag[m]["events"],
+             **{f"{k} (min)": None if lag[m][k] is None else lag[m][k] / 60 for k in ("p50", "p95", "max")}}
+            for m in ("event", "loaded")] if lag else []
+    return Table(pd.DataFrame(rows, columns=["measured", "events", "p50 (min)", "p95 (min)", "max (min)"]),
+                 caption="Minutes from an event to Amplitude's acceptance",
+                 empty="This run accepted no events, so it has no lag to report.")
 
 
 def lag_history(rows: list[dict]) -> go.Figure:
@@ -125,14 +159,13 @@ def lag_history(rows: list[dict]) -> go.Figure:
     frame = pd.DataFrame([r for r in rows if r.get("lag_event_p50") is not None])
     fig = go.Figure()
     if frame.empty:
-        fig.update_layout(title="No run has sent events yet: no lag to chart")
-        return fig
+        return empty(fig.update_layout(title="How fresh Amplitude was after each run"), "no run has sent events yet: no lag to chart")
     frame = frame.sort_values("started_at")
     for key, column in (("p50", "lag_event_p50"), ("p95", "lag_event_p95"), ("newest", "newest_age_seconds")):
         label = {"p50": "p50 event to Amplitude", "p95": "p95 event to Amplitude",
                  "newest": "age of the newest accepted event at the run's end"}[key]
         fig.add_scatter(x=frame["started_at"], y=frame[column].astype(float) / 60, mode="lines+markers", name=label,
-                        line_color=LAG_COLORS[key], hovertext=frame["run_id"] + " (" + frame["mode"].fillna("") + ")")
+                        line_color=palette.LAG[key], hovertext=frame["run_id"] + " (" + frame["mode"].fillna("") + ")")
     fig.update_layout(title="How fresh Amplitude was after each run", yaxis_type="log",
                       yaxis_title="minutes (log scale)", xaxis_title="run started (UTC)")
     return fig
@@ -143,11 +176,11 @@ def lag_by_hour(rows: list[dict]) -> go.Figure:
     frame = pd.DataFrame(rows)
     fig = go.Figure()
     if frame.empty:
-        fig.update_layout(title="No events reached Amplitude in this period")
-        return fig
+        return empty(fig.update_layout(title="Minutes from an event to Amplitude, by the hour it happened"),
+                     "no events reached Amplitude in this period")
     for key in ("p50", "p95"):
         fig.add_bar(x=frame["event_hour"], y=frame[f"lag_event_{key}"].astype(float) / 60, name=f"{key} event to Amplitude",
-                    marker_color=LAG_COLORS[key], hovertext=frame["events"].map("{:,} events".format))
+                    marker_color=palette.LAG[key], hovertext=frame["events"].map("{:,} events".format))
     fig.update_layout(title="Minutes from an event to Amplitude, by the hour it happened", barmode="group",
                       yaxis_type="log", yaxis_title="minutes (log scale)", xaxis_title="event hour (UTC)")
     return fig
@@ -155,22 +188,14 @@ def lag_by_hour(rows: list[dict]) -> go.Figure:
 
 # --- reconciliation -----------------------------------------------------------------------
 
-CAUSE_COLORS = {"before_start": "#6c757d", "not_staged": "#8ecae6", "not_synced": "#219ebc", "planner_gap": "#9d0208",
-                "late_beyond_lookback": "#023047",
-                "export_lag": "#ffb703", "amplitude_only": "#d62828", "duplicated": "#f77f00", "unexplained": "#000000"}
-
-
 BAND_COLORS = {"band": "rgba(42, 157, 143, 0.18)", "inside": "#2a9d8f", "outside": "#e76f51", "expected": "#264653"}
 
 
-def _band_grid(frame: pd.DataFrame, x: str, title: str, x_title: str, empty: str) -> go.Figure:
+def _band_grid(frame: pd.DataFrame, x: str, title: str, x_title: str, nothing: str) -> go.Figure:
     """One small panel per rule or family: the band (shaded), the baseline (dashed) and what was seen
     (green inside the band, red outside)."""
     if frame.empty:
-        fig = go.Figure()
-        fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=220)
-        return fig
+        return empty(go.Figure().update_layout(title=title), nothing)
     keys = sorted(frame["key"].unique())
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
@@ -202,10 +227,10 @@ def guardrail_bands(result) -> go.Figure:
     hours = [h for h in ((result.guardrail or {}).get("hours") or []) if h["kind"] == "family"]
     frame = pd.DataFrame(hours, columns=["kind", "key", "hour", "expected", "low", "high", "seen", "weeks", "complete", "departs"])
     frame["outside"] = frame["departs"]
-    empty = ("no guardrail verdict: a backfill, the guardrail off, or no history for these hours yet"
-             if not result.guardrail else "no week of history for these hours yet: the guardrail learns from this run")
+    nothing = ("no guardrail verdict: a backfill, the guardrail off, or no history for these hours yet"
+               if not result.guardrail else "no week of history for these hours yet: the guardrail learns from this run")
     return _band_grid(frame, "hour", "Events to send per family and loaded hour, against the same hours of the last weeks",
-                      "loaded hour (UTC)", empty)
+                      "loaded hour (UTC)", nothing)
 
 
 def map_review(result, diff):
@@ -232,86 +257,122 @@ def family_bands(rec) -> go.Figure:
                       f"day ({rec.time_zone})", "no family had events in Amplitude in this range")
 
 
-def anomalies_table(rec) -> pd.DataFrame:
-    """Anomalies first, then every row that is not ok: what a person must look at."""
-    rows = [{"severity": a.severity, "kind": a.kind, "day": a.day, "event": a.name, "events": a.count, "what": a.message,
-             "what to do": a.action} for a in rec.anomalies]
+def anomalies_table(rec) -> Table:
+    """Anomalies first, then every row that is not ok: what a person must look at, and what to do."""
+    rows = [{"severity": a.severity, "kind": a.kind.replace("_", " "), "day": a.day, "event or family": a.name, "events": a.count,
+             "what": a.message, "what to do": a.action} for a in rec.anomalies]
     named = {(a.day, a.name) for a in rec.anomalies} | {(a.day, "") for a in rec.anomalies}
-    rows += [{"severity": r.status, "kind": "unexplained_gap" if r.unexplained else "late_rows", "day": str(r.day),
-              "event": r.name, "events": r.unexplained or r.late_beyond_lookback or r.planner_gap, "what": "; ".join(r.notes),
+    rows += [{"severity": r.status, "kind": "unexplained gap" if r.unexplained else "late rows", "day": str(r.day),
+              "event or family": r.name, "events": r.unexplained or r.late_beyond_lookback or r.planner_gap, "what": "; ".join(r.notes),
               "what to do": "see the anomaly of that day above" if (str(r.day), "") in named or (str(r.day), r.name) in named
               else "look at the row's parts below (docs/RECONCILIATION.md)"}
              for r in rec.rows if r.status != "ok"]
-    if not rows:
-        return pd.DataFrame([{"severity": "ok", "kind": "-", "day": "", "event": "", "events": 0,
-                              "what": "every difference between Looker and Amplitude is explained", "what to do": "nothing"}])
     order = {"fail": 0, "warn": 1}
-    return pd.DataFrame(rows).sort_values("severity", key=lambda s: s.map(order)).reset_index(drop=True)
+    frame = pd.DataFrame(rows, columns=["severity", "kind", "day", "event or family", "events", "what", "what to do"])
+    frame = frame.sort_values("severity", key=lambda s: s.map(order), kind="stable")
+    return Table(frame, caption="What needs a look", empty="Nothing needs a look: every difference between Looker and "
+                 "Amplitude is explained, and no anomaly was found.")
+
+
+def every_row(rec) -> Table:
+    """Every (day, event) of the reconciliation, problems first, each with its explained parts."""
+    frame = rec.frame()
+    columns = {"status": "status", "day": f"day ({rec.time_zone})", "event": "event", "looker": "in Looker",
+               "amplitude": "in Amplitude", "gap": "gap", "unexplained": "unexplained", "explained by": "explained by",
+               "notes": "notes"}
+    frame = frame.rename(columns=columns) if not frame.empty else pd.DataFrame(columns=list(columns.values()))
+    return Table(frame, caption="Every day and event: Looker against Amplitude, and why they differ",
+                 empty="No events in this range.")
 
 
 def daily_totals(rec) -> go.Figure:
     """Per day: events in Looker, events the sync had Amplitude accept, events in Amplitude."""
     frame = pd.DataFrame([{"day": r.day, "looker": r.looker, "accepted": r.accepted, "amplitude": r.amplitude} for r in rec.rows])
-    fig = go.Figure()
+    fig = go.Figure().update_layout(title=f"Daily events, Looker vs Amplitude ({rec.time_zone})")
     if frame.empty:
-        fig.update_layout(title="No data in range")
-        return fig
+        return empty(fig, "no events in this range")
     daily = frame.groupby("day").sum(numeric_only=True).reset_index()
-    fig.add_bar(x=daily["day"], y=daily["looker"], name="Looker (event_logs)", marker_color="#adb5bd")
-    fig.add_bar(x=daily["day"], y=daily["amplitude"], name="Amplitude", marker_color="#2a9d8f")
+    fig.add_bar(x=daily["day"], y=daily["looker"], name="Looker (event_logs)", marker_color=palette.GROUP_COLORS["by design"])
+    fig.add_bar(x=daily["day"], y=daily["amplitude"], name="Amplitude", marker_color=palette.SENT["accepted"])
     fig.add_scatter(x=daily["day"], y=daily["accepted"], name="accepted by Amplitude (ledger)", mode="lines+markers",
-                    line_color="#264653")
-    fig.update_layout(title=f"Daily events, Looker vs Amplitude ({rec.time_zone})", barmode="group", yaxis_title="events")
+                    line_color=palette.SENT["ledger"])
+    fig.update_layout(barmode="group", yaxis_title="events", xaxis_title=f"day ({rec.time_zone})")
     return fig
 
 
 def recent_hours(rec) -> go.Figure:
     """The last 48 hours, per UTC hour: events Amplitude accepted (ledger) vs events it holds."""
     frame = pd.DataFrame(rec.recent_hours)
-    fig = go.Figure()
+    fig = go.Figure().update_layout(title="The last 48 hours, per hour (UTC)")
     if frame.empty:
-        fig.update_layout(title="No events in the last 48 hours")
-        return fig
-    fig.add_bar(x=frame["hour"], y=frame["accepted"], name="accepted by Amplitude (ledger)", marker_color="#264653")
-    fig.add_scatter(x=frame["hour"], y=frame["amplitude"], name="in Amplitude (export)", mode="lines+markers", line_color="#2a9d8f")
-    fig.update_layout(title="The last 48 hours, per hour (UTC)", yaxis_title="events")
+        return empty(fig, "no events in the last 48 hours")
+    fig.add_bar(x=frame["hour"], y=frame["accepted"], name="accepted by Amplitude (ledger)", marker_color=palette.SENT["ledger"])
+    fig.add_scatter(x=frame["hour"], y=frame["amplitude"], name="in Amplitude (export)", mode="lines+markers",
+                    line_color=palette.SENT["accepted"])
+    fig.update_layout(yaxis_title="events", xaxis_title="hour (UTC)")
     return fig
 
 
 def gap_by_reason(rec) -> go.Figure:
-    """Per day, the Looker - Amplitude gap stacked by its named causes."""
+    """Per day, the Looker - Amplitude gap stacked by its named causes, each in its palette colour:
+    greys by design, blues in flight, oranges rejected, reds wrong."""
     parts = collections.defaultdict(collections.Counter)
     for r in rec.rows:
         for cause, n in r.causes().items():
             parts[cause][r.day] += n
     days = sorted({r.day for r in rec.rows})
-    fig = go.Figure()
-    for cause, per_day in sorted(parts.items(), key=lambda kv: -sum(abs(v) for v in kv[1].values())):
-        color = CAUSE_COLORS.get(cause) or ("#adb5bd" if cause.startswith("filtered") else "#e76f51")
-        fig.add_bar(x=days, y=[per_day.get(d, 0) for d in days], name=cause, marker_color=color)
-    fig.update_layout(barmode="relative", title="The gap, explained: why Looker and Amplitude differ, per day",
-                      yaxis_title="events (positive: only in Looker)")
+    fig = go.Figure().update_layout(title="The gap, explained: why Looker and Amplitude differ, per day")
+    if not parts:
+        return empty(fig, "no gap: Looker and Amplitude hold the same events" if days else "no events in this range")
+    rank = {"by design": 0, "in flight": 1, "rejected": 2, "wrong": 3}
+    for cause, per_day in sorted(parts.items(), key=lambda kv: (rank.get(palette.group(kv[0]), 4), -sum(map(abs, kv[1].values())))):
+        fig.add_bar(x=days, y=[per_day.get(d, 0) for d in days], name=cause.replace(":", ": "), marker_color=palette.color(cause),
+                    legendgroup=palette.group(cause), legendgrouptitle_text=palette.group(cause),
+                    hovertemplate="%{x}: %{y:,} events<extra>" + cause + "</extra>")
+    fig.update_layout(barmode="relative", yaxis_title="events (positive: only in Looker)", xaxis_title=f"day ({rec.time_zone})",
+                      legend=dict(groupclick="toggleitem"))
     return fig
 
 
 def gap_heatmap(rec, top: int = 30) -> go.Figure:
-    """Gap as % of Looker's count, by event and day, for the busiest events."""
-    frame = pd.DataFrame([{"day": str(r.day), "event": r.name, "looker": r.looker, "gap": r.gap} for r in rec.rows])
-    fig = go.Figure()
-    if frame.empty:
-        return fig
-    busiest = frame.groupby("event")["looker"].sum().sort_values(ascending=False).index[:top]
-    part = frame[frame["event"].isin(busiest)]
-    pivot = part.pivot_table(index="event", columns="day", values="gap", aggfunc="sum").reindex(busiest[::-1])
-    base = part.pivot_table(index="event", columns="day", values="looker", aggfunc="sum").reindex(busiest[::-1])
-    pct = (100 * pivot / base.where(base > 0)).round(1)
-    fig.add_heatmap(z=pct.values, x=list(pct.columns), y=list(pct.index), colorscale="RdYlGn_r", zmin=0, zmax=100,
-                    colorbar_title="gap %", hovertemplate="%{y} %{x}: %{z}% of Looker's events not in Amplitude<extra></extra>")
-    fig.update_layout(title="Gap % by event and day (100% = kept out by design or not yet sent)", height=max(400, 20 * len(pct) + 150))
+    """Per event and day, for the busiest events: why Looker and Amplitude differ, by the group of
+    the cause that holds most of the gap (grey by design, blue in flight, orange rejected, red wrong);
+    the hover gives the gap and its parts."""
+    fig = go.Figure().update_layout(title="Why Looker and Amplitude differ, by event and day")
+    if not rec.rows:
+        return empty(fig, "no events in this range")
+    categories = list(palette.GROUP_COLORS)  # agree, by design, in flight, rejected, wrong
+    cells = {}
+    for r in rec.rows:
+        causes = r.causes()
+        if r.status != "ok":
+            kind = "wrong"
+        elif not causes:
+            kind = "agree"
+        else:
+            weight = collections.Counter()
+            for cause, n in causes.items():
+                weight[palette.group(cause)] += abs(n)
+            kind = weight.most_common(1)[0][0]
+        parts = ", ".join(f"{c.replace(':', ': ')} {n:+,}" for c, n in causes.items()) or "none"
+        cells[(r.name, str(r.day))] = (categories.index(kind), f"{kind}: Looker {r.looker:,}, Amplitude {r.amplitude:,}; {parts}")
+    volume = collections.Counter()
+    for r in rec.rows:
+        volume[r.name] += r.looker
+    events = [name for name, _ in volume.most_common(top)][::-1]
+    days = sorted({d for _, d in cells})
+    z = [[cells.get((e, d), (None, ""))[0] for d in days] for e in events]
+    text = [[cells.get((e, d), (None, "no events"))[1] for d in days] for e in events]
+    n = len(categories)
+    scale = [x for i, c in enumerate(palette.GROUP_COLORS.values()) for x in ([i / n, c], [(i + 1) / n, c])]
+    fig.add_heatmap(z=z, x=days, y=events, text=text, zmin=-0.5, zmax=n - 0.5, colorscale=scale, xgap=1, ygap=1,
+                    hovertemplate="%{y} %{x}<br>%{text}<extra></extra>",
+                    colorbar=dict(title="why", tickvals=list(range(n)), ticktext=categories))
+    fig.update_layout(height=max(400, 20 * len(events) + 150), xaxis_title=f"day ({rec.time_zone})", yaxis_title="event")
     return fig
 
 
-def tool_matrix(rec, data_map) -> pd.DataFrame:
+def tool_matrix(rec, data_map) -> Table:
     """Which tool holds which data, by event family: in Looker only (and why), in both, in Amplitude only."""
     from ampkit import catalogue, routing
     family = catalogue.family_of(catalogue.events())
@@ -339,8 +400,10 @@ def tool_matrix(rec, data_map) -> pd.DataFrame:
         both, only = x["events in both"], x["events in Looker only"]
         rows.append({"family": fam, "answered in": lives.get(fam, "-"), "events in both": both, "events in Looker only": only,
                      "events in Amplitude only": x["events in Amplitude only"],
-                     "why Looker only": ", ".join(k for k, _ in x["why Looker only"].most_common(3))})
-    return pd.DataFrame(rows)
+                     "why Looker only": ", ".join(k for k, _ in x["why Looker only"].most_common())})
+    return Table(pd.DataFrame(rows, columns=["family", "answered in", "events in both", "events in Looker only",
+                                             "events in Amplitude only", "why Looker only"]),
+                 caption="Which tool holds which data, by event family", empty="No events in this range.")
 
 
 
@@ -379,8 +442,7 @@ def funnel_chart(f) -> go.Figure:
     """People at each step of a funnel (`ampkit.product.Funnel`), with conversion from step 1 and from the previous step."""
     fig = go.Figure()
     if not f.people or not f.people[0]:
-        fig.update_layout(title=f"Nobody started the funnel between {f.start} and {f.end}")
-        return fig
+        return empty(fig.update_layout(title="Sign-up funnel"), f"nobody started the funnel between {f.start} and {f.end}")
     text = [f"{n:,} · {c:.1%} of step 1 · {s:.0%} of the previous" for n, c, s in zip(f.people, f.conversion, f.step_conversion)]
     fig.add_funnel(y=list(f.steps), x=list(f.people), text=text, textinfo="text", marker_color=TOOL_COLORS["Amplitude"],
                    hovertemplate="%{y}<br>%{x:,} people<extra></extra>")
@@ -393,8 +455,7 @@ def retention_heatmap(r) -> go.Figure:
     """Weekly cohorts by week number: share of each cohort active again (`ampkit.product.Retention`)."""
     fig = go.Figure()
     if not r.cohorts:
-        fig.update_layout(title="No active people in this period")
-        return fig
+        return empty(fig.update_layout(title="Weekly retention"), "no active people in this period")
     z = [[None if v is None else round(100 * v, 1) for v in row] for row in r.matrix()]
     labels = [f"{c:%Y-%m-%d} ({r.size(c):,})" for c in r.cohorts]
     fig.add_heatmap(z=z, x=[f"week {n}" for n in range(r.weeks)], y=labels, colorscale="Teal", zmin=0, zmax=100,
@@ -410,8 +471,7 @@ def family_chart(families) -> go.Figure:
     fig = go.Figure()
     shown = [f for f in families if f.rows_sent or f.rows_kept_out]
     if not shown:
-        fig.update_layout(title="No events in this period")
-        return fig
+        return empty(fig.update_layout(title="Where each event family lives"), "no events in this period")
     names = [f.name for f in shown][::-1]
     fig.add_bar(y=names, x=[f.rows_sent for f in shown][::-1], orientation="h", name="in Amplitude (and Looker)",
                 marker_color=TOOL_COLORS["Amplitude"], hovertemplate="%{y}: %{x:,} rows in Amplitude<extra></extra>")

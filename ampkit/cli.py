@@ -444,6 +444,7 @@ def demo(obj):
     click.echo("HTML reports (open in a browser, work offline):")
     for path in result.reports:
         click.echo(f"  {path}")
+    click.echo(f"every report and run record, newest first: {result.index}")
     click.echo("keep going here (ampkit.toml holds the demo's settings): .venv/bin/ampkit runs · .venv/bin/ampkit status · "
                ".venv/bin/ampkit sync --dry-run · .venv/bin/ampkit sandbox (in another terminal), then .venv/bin/ampkit reconcile · ./run lab")
 

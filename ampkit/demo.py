@@ -42,6 +42,7 @@ class DemoResult:
     reports: list[str]
     sandbox_db: str
     reconciliation: object = None
+    index: str = ""  # the reports folder's front page
 
 
 def ensure_secrets(env=os.environ) -> None:
@@ -171,7 +172,9 @@ def run(overrides: dict | None = None, echo=print) -> DemoResult:
         from ampkit import reconcile
         first, last = reconcile.date_range(final, (base.clock() - dt.timedelta(days=DEMO_DAYS - 1)).date().isoformat(), None)
         recon = reconcile.run(final, first, last)
-    return DemoResult(seeded, staged, outcomes, records, reports, sandbox_db, recon)
+    from ampkit import report
+    return DemoResult(seeded, staged, outcomes, records, reports, sandbox_db, recon,
+                      index=f"{base.reports_dir.rstrip('/')}/{report.INDEX}")
 
 
 def raise_failed(result) -> None:

@@ -20,7 +20,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from ampkit.table import TABLE_MIME, Table, to_html as table_html
+from ampkit.table import TABLE_MIME, Table, interactive, to_html as table_html
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,20 @@ def html_path(record: str, runs_dir: str, reports_dir: str) -> str:
     return record.replace(runs_dir.rstrip("/"), reports_dir.rstrip("/"), 1).removesuffix(".ipynb") + ".html"
 
 
+def links_from(record: str, runs_dir: str, reports_dir: str):
+    """A function giving, for another run record, the link to its page from `record`'s page, or None
+    when it has none; None itself without a record of our own (a notebook opened by hand has no page)."""
+    if not record:
+        return None
+    page = html_path(record, runs_dir, reports_dir)
+
+    def link(other: str) -> str | None:
+        target = html_path(other, runs_dir, reports_dir)
+        # A run written without its page (--no-report) has none to link to.
+        return relative(target, page) if "://" in target or Path(target).exists() else None
+    return link
+
+
 def relative(target: str, page: str) -> str:
     """`target` as a link from the page at `page` (both paths, local or gs://, under one folder)."""
     def bare(p: str) -> str:
@@ -76,7 +90,7 @@ def relative(target: str, page: str) -> str:
 def write(nb, path: str, reports_dir: str, entry: Entry | None = None) -> str:
     """Write `nb` as its HTML page at `path` (I/O) and, with `entry`, its index line, the report's
     latest.html and the folder's index.html."""
-    scripts = [relative(a, path) for a in assets(reports_dir)]
+    scripts = {kind: relative(a, path) for kind, a in assets(reports_dir).items()}
     _write_text(path, render(nb, scripts))
     if entry is not None:
         _write_text(path.removesuffix(".html") + ".json", json.dumps(dataclasses.asdict(entry), indent=1))
@@ -90,26 +104,33 @@ def write(nb, path: str, reports_dir: str, entry: Entry | None = None) -> str:
 def standalone(nb, path: str) -> str:
     """Write `nb` as one HTML file that carries its scripts inline (I/O): a page to send or keep
     alone, e.g. `ampkit reconcile --html`."""
-    _write_text(path, render(nb, [], inline=True))
+    _write_text(path, render(nb, {}, inline=True))
     return path
 
 
-def render(nb, scripts: list[str], inline: bool = False) -> str:
-    """The page of a run record (pure): code hidden, figures and tables rendered, loading `scripts`
-    (or carrying them inline)."""
+def render(nb, scripts: dict[str, str], inline: bool = False) -> str:
+    """The page of a run record (pure): code hidden, figures and tables rendered, loading the
+    `scripts` it needs (`assets`' kinds: plotly, itables) or carrying them inline."""
     from nbconvert import HTMLExporter
-    page = copy.deepcopy(nb)
+    from ampkit.notebook import OUTCOME_MIME
+    page, needs = copy.deepcopy(nb), set()
     for cell in page.cells:
-        for out in cell.get("outputs", []):
+        # How the run ended is in the page's header; the runner's own line of it is not for people.
+        cell["outputs"] = [o for o in cell.get("outputs", []) if OUTCOME_MIME not in o.get("data", {})]
+        for out in cell["outputs"]:
             data = out.get("data", {})
             if PLOTLY_MIME in data:
                 out["data"] = {"text/html": _figure_html(data[PLOTLY_MIME])}
+                needs.add("plotly")
             elif TABLE_MIME in data:
                 out["data"] = {"text/html": table_html(data[TABLE_MIME])}
+                needs.add("itables" if interactive(data[TABLE_MIME]) else "")
     exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(RESOURCES)],
                             exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    inline_js = [_plotly_js(), _itables_js()] if inline else []
-    body, _ = exporter.from_notebook_node(page, resources={"ampkit_scripts": scripts, "ampkit_inline": inline_js})
+    sources = {"plotly": _plotly_js, "itables": _itables_js}
+    loaded = [scripts[k] for k in sources if k in needs and not inline]
+    inline_js = [source() for k, source in sources.items() if k in needs and inline]
+    body, _ = exporter.from_notebook_node(page, resources={"ampkit_scripts": loaded, "ampkit_inline": inline_js})
     return body
 
 
@@ -122,17 +143,17 @@ def _figure_html(figure: dict) -> str:
 
 # --- the shared scripts -----------------------------------------------------------------------
 
-def assets(reports_dir: str) -> list[str]:
-    """The scripts every page loads, written once per reports folder and version (I/O)."""
+def assets(reports_dir: str) -> dict[str, str]:
+    """The scripts the pages load, by kind, written once per reports folder and version (I/O)."""
     import itables
     import plotly
     folder = f"{reports_dir.rstrip('/')}/{ASSETS}"
-    wanted = {f"{folder}/plotly-{plotly.__version__}.min.js": _plotly_js,
-              f"{folder}/itables-{itables.__version__}.js": _itables_js}
-    for path, source in wanted.items():
+    wanted = {"plotly": (f"{folder}/plotly-{plotly.__version__}.min.js", _plotly_js),
+              "itables": (f"{folder}/itables-{itables.__version__}.js", _itables_js)}
+    for path, source in wanted.values():
         if not _exists(path):
             _write_text(path, source())
-    return list(wanted)
+    return {kind: path for kind, (path, _) in wanted.items()}
 
 
 def _plotly_js() -> str:
@@ -171,7 +192,7 @@ def refresh(reports_dir: str) -> str:
         shown = next((e for e in mine if e.handled_rows), mine[0])
         _write_text(f"{root}/{name}/{LATEST}", _redirect(posixpath.relpath(shown.report, name), shown))
     index = f"{root}/{INDEX}"
-    _write_text(index, index_page(found, [relative(a, index) for a in assets(reports_dir)]))
+    _write_text(index, index_page(found, [relative(a, index) for a in assets(reports_dir).values()]))
     return index
 
 
@@ -192,8 +213,7 @@ def index_page(found: list[Entry], scripts: list[str]) -> str:
     import pandas as pd
     rows = [{"when (UTC)": _when(e.when), "report": f'<a href="{html.escape(e.report)}">{html.escape(_title(e.name))}</a>',
              "status": html.escape(e.status), "window (UTC)": html.escape(_window(e)),
-             "counts": html.escape(" · ".join(f"{COUNT_LABELS.get(k, k)} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                                              for k, v in e.counts.items())),
+             "counts": html.escape(_counts(e.counts)),
              "data map": html.escape(e.data_map_version), "run record": html.escape(e.record)} for e in found]
     table = Table(pd.DataFrame(rows, columns=["when (UTC)", "report", "status", "window (UTC)", "counts", "data map", "run record"]),
                   empty="No report has been written yet.", links=("when (UTC)", "report", "status", "window (UTC)", "counts",
@@ -207,6 +227,12 @@ def _redirect(target: str, entry: Entry) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={safe}">'
             f"<title>ampkit · latest {html.escape(_title(entry.name))}</title></head>"
             f'<body><p>The newest {html.escape(_title(entry.name))} that handled rows: <a href="{safe}">{_when(entry.when)}</a>.</p></body></html>')
+
+
+def _counts(counts: dict) -> str:
+    order = list(COUNT_LABELS)
+    ranked = sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return " · ".join(f"{COUNT_LABELS.get(k, k)} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in ranked)
 
 
 def _title(name: str) -> str:

@@ -275,7 +275,7 @@ def present(nb, name: str, when: dt.datetime, status: str) -> dict:
     if lines:
         log = "\n".join(escape(line) for line in lines)
         section = nbformat.v4.new_markdown_cell(
-            f"## Log of this run\n\n<details><summary>{len(lines):,} log lines (collapsed)</summary>\n\n<pre>{log}</pre>\n</details>")
+            f"## Log of this run\n\n<details><summary>{len(lines):,} log line{'s' * (len(lines) != 1)} (collapsed)</summary>\n\n<pre>{log}</pre>\n</details>")
         section.metadata["ampkit"] = "log"
         nb.cells.append(section)
     return details

@@ -45,7 +45,7 @@ class Table:
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         data = self.payload()
-        return {TABLE_MIME: data, "text/html": to_html(data, interactive=False, limit=PREVIEW_ROWS),
+        return {TABLE_MIME: data, "text/html": to_html(data, live=False, limit=PREVIEW_ROWS),
                 "text/plain": f"{len(data['rows']):,} rows: {', '.join(data['columns'])}"}
 
 
@@ -67,14 +67,19 @@ def cell(value, decimals: int = 1) -> str:
     return html.escape(str(value))
 
 
-def to_html(data: dict, *, interactive: bool = True, limit: int | None = None) -> str:
-    """A table payload as HTML: static up to SHORT_ROWS rows (or when not `interactive`), else an
+def interactive(data: dict) -> bool:
+    """Whether a table payload is long enough to be shown as an interactive table."""
+    return len(data["rows"]) > SHORT_ROWS
+
+
+def to_html(data: dict, *, live: bool = True, limit: int | None = None) -> str:
+    """A table payload as HTML: static up to SHORT_ROWS rows (or when not `live`), else an
     itables DataTable that waits for the page's copy of the library (`report.assets`)."""
     rows, columns = data["rows"], data["columns"]
     caption = f"<caption>{html.escape(data['caption'])}</caption>" if data.get("caption") else ""
     if not rows:
         return f'<p class="ampkit-empty">{html.escape(data.get("empty") or "nothing to show")}</p>'
-    if interactive and len(rows) > SHORT_ROWS:
+    if live and interactive(data):
         return _datatable(data)
     shown = rows if limit is None else rows[:limit]
     align = ['' if not n else ' class="ampkit-num"' for n in data["numeric"]]
@@ -93,6 +98,6 @@ def _datatable(data: dict) -> str:
     # a report must show every row, and the pages share one copy of the library (connected=False).
     return to_html_datatable(frame, connected=False, allow_html=True, maxBytes=0, showIndex=False, order=[],
                              caption=data.get("caption") or None, classes="display compact cell-border",
-                             column_filters="footer", pageLength=25, lengthMenu=[10, 25, 100, 1000],
+                             column_filters="footer", pageLength=25, scrollX=True, lengthMenu=[10, 25, 100, 1000],
                              columnDefs=[{"className": "dt-right", "targets": numeric}] if numeric else [],
                              display_logo_when_loading=False)

@@ -276,7 +276,7 @@ def test_the_reconciliation_and_the_onboarding_page_say_the_same_of_every_family
             for n, sent in (("hover", True), ("codeintel.lsifHover", False), ("ViewInsights", False), ("SearchSubmitted", True),
                             ("search.latencies.literal", False))]
     rec = reconcile.Reconciliation(dt.date(2022, 3, 14), dt.date(2022, 3, 14), "UTC", rows, [], m.version)
-    table = chart.tool_matrix(rec, m)
+    table = chart.tool_matrix(rec, m).frame
     onboarding = {f.name: f.lives_in for f in routing.families(m, [])}
     assert dict(zip(table["family"], table["answered in"])) == {f: onboarding[f] for f in table["family"]}
     assert onboarding["code_intel"] == "Amplitude, part Looker only" and onboarding["code_insights"] == "Looker only"
