@@ -237,6 +237,10 @@ def clean(nb, config: configuration.Config, source: Path, output: str) -> None:
             for mime, value in list(data.items()):
                 if isinstance(value, str):
                     data[mime] = config.redact(value)
+                else:  # a figure's or a table's JSON: the page is drawn from it
+                    text = json.dumps(value)
+                    if config.redact(text) != text:
+                        data[mime] = json.loads(config.redact(text))
 
 
 def present(nb, name: str, when: dt.datetime, status: str) -> dict:

@@ -51,7 +51,7 @@ class Table:
 
 def cell(value, decimals: int = 1) -> str:
     """One value as a person reads it (escaped HTML): thousands separators, minutes not nanoseconds, blanks for nothing."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"

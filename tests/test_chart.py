@@ -71,6 +71,9 @@ def test_the_runs_table_links_each_run_to_its_page():
     assert row["page"] == '<a href="../runs/hourly_sync/x.html">run page</a>'
     assert (row["extracted"], row["p50 lag (min)"], row["p95 lag (min)"]) == ("1,234", "2.0", "10.0")
     assert chart.runs_table([]).payload()["rows"] == []
+    failed = {**rows[0], "status": "failed", "extracted": None, "accepted": None, "lag_event_p50": None, "notebook_path": None}
+    row = dict(zip(table.payload()["columns"], chart.runs_table([failed]).payload()["rows"][0]))
+    assert (row["extracted"], row["p50 lag (min)"], row["page"]) == ("", "", "")  # nothing known, nothing shown
 
 
 def test_the_tool_matrix_names_every_reason_a_family_is_looker_only():

@@ -458,3 +458,16 @@ def test_the_kubernetes_cronjob_is_a_valid_cronjob_that_runs_the_installed_ampki
     broken["spec"]["restartPolicy"] = "Never"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, CRONJOB_SCHEMA)
+
+
+def test_a_secret_in_a_table_or_figure_of_the_record_is_masked_before_its_page_is_drawn():
+    from ampkit.table import TABLE_MIME
+    config = configuration.load({}, env={"AMPLITUDE_API_KEY": API_KEY, "AMPLITUDE_SECRET_KEY": SECRET_KEY})
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", {TABLE_MIME: {"columns": ["error"], "rows": [[f"bad key {API_KEY}"]]}}),
+                    nbformat.v4.new_output("display_data", {"application/vnd.plotly.v1+json": {"data": [], "layout": {"title": SECRET_KEY}}})]
+    nb.cells.append(cell)
+    runner.clean(nb, config, Path("hourly_sync.ipynb"), "runs/x.ipynb")
+    text = json.dumps(nb)
+    assert API_KEY not in text and SECRET_KEY not in text and "bad key ***" in text

@@ -10,7 +10,7 @@ from ampkit.table import PREVIEW_ROWS, SHORT_ROWS, TABLE_MIME, Table, cell, inte
 
 def test_cells_read_as_a_person_reads_them():
     assert cell(1234567) == "1,234,567" and cell(12.345) == "12.3" and cell(2.0, decimals=0) == "2"
-    assert cell(None) == "" and cell(float("nan")) == "" and cell(pd.NaT) == ""
+    assert cell(None) == "" and cell(float("nan")) == "" and cell(pd.NaT) == "" and cell(pd.NA) == ""
     assert cell(dt.datetime(2022, 3, 14, 11, 5, tzinfo=dt.timezone.utc)) == "2022-03-14 11:05 UTC"
     assert cell("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;" and cell(True) == "yes"
 
