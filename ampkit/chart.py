@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from ampkit import palette
 from ampkit.table import Table
 
+TOOL_COLORS = {"Amplitude": "#2a9d8f", "Looker": "#6c5ce7"}
 EMPTY = "empty state"  # the name of the annotation that says why a figure has no data
 
 
@@ -105,7 +106,7 @@ def runs_table(rows: list[dict], link=None) -> Table:
     """The run ledger for people: when, how it ended, the window, counts, duration, lag, and a link to
     each run's page (`link(record)` gives the href, or None when there is none)."""
     columns = ["started (UTC)", "status", "mode", "window (UTC)", "extracted", "accepted", "filtered", "rejected",
-               "seconds", "p50 lag (min)", "p95 lag (min)", "newest event's age (min)", "page", "error"]
+               "duration (s)", "p50 lag (min)", "p95 lag (min)", "newest event's age (min)", "page", "error"]
     out = []
     for r in rows:
         minutes = {k: None if r.get(k) is None else float(r[k]) / 60 for k in ("lag_event_p50", "lag_event_p95", "newest_age_seconds")}
@@ -136,7 +137,7 @@ def runs_history(rows: list[dict]) -> go.Figure:
                                     symbol=["circle" if n else "circle-open" for n in part["events"]]),
                         customdata=list(zip(part["events"], part["mode"].fillna(""), part["run_id"])),
                         hovertemplate="%{x}<br>" + status + ": %{customdata[0]:,} events (%{customdata[1]})<br>%{customdata[2]}<extra></extra>")
-    fig.update_layout(title="Runs over time, coloured by how they ended", yaxis_type="log",
+    fig.update_layout(title="Runs over time, coloured by how they ended", yaxis_type="log", showlegend=True,
                       yaxis_title="events extracted (log scale; none = 1)", xaxis_title="run started (UTC)", legend_title="status")
     return fig
 
@@ -243,8 +244,7 @@ def map_review(result, diff):
     changed = changed[changed["change/day"] != 0]
     if changed.empty:
         return Markdown(f"Data map `{diff.new}` is new, but over {diff.days} day(s) it sends what `{diff.old}` sent.")
-    return changed.style.hide(axis="index").format(precision=1, thousands=",").set_caption(
-        f"Data map {diff.old} -> {diff.new}: events per day to Amplitude over {diff.days} day(s)")
+    return Table(changed, caption=f"Data map {diff.old} -> {diff.new}: events per day to Amplitude over {diff.days} day(s)")
 
 
 def family_bands(rec) -> go.Figure:
@@ -277,6 +277,8 @@ def anomalies_table(rec) -> Table:
 def every_row(rec) -> Table:
     """Every (day, event) of the reconciliation, problems first, each with its explained parts."""
     frame = rec.frame()
+    if not frame.empty:  # the causes as the gap chart's legend names them
+        frame["explained by"] = frame["explained by"].str.replace(":", ": ", regex=False)
     columns = {"status": "status", "day": f"day ({rec.time_zone})", "event": "event", "looker": "in Looker",
                "amplitude": "in Amplitude", "gap": "gap", "unexplained": "unexplained", "explained by": "explained by",
                "notes": "notes"}
@@ -292,7 +294,7 @@ def daily_totals(rec) -> go.Figure:
     if frame.empty:
         return empty(fig, "no events in this range")
     daily = frame.groupby("day").sum(numeric_only=True).reset_index()
-    fig.add_bar(x=daily["day"], y=daily["looker"], name="Looker (event_logs)", marker_color=palette.GROUP_COLORS["by design"])
+    fig.add_bar(x=daily["day"], y=daily["looker"], name="Looker (event_logs)", marker_color=TOOL_COLORS["Looker"])
     fig.add_bar(x=daily["day"], y=daily["amplitude"], name="Amplitude", marker_color=palette.SENT["accepted"])
     fig.add_scatter(x=daily["day"], y=daily["accepted"], name="accepted by Amplitude (ledger)", mode="lines+markers",
                     line_color=palette.SENT["ledger"])
@@ -410,12 +412,6 @@ def tool_matrix(rec, data_map) -> Table:
 
 # --- onboarding -----------------------------------------------------------------------------
 
-TOOL_COLORS = {"Amplitude": "#2a9d8f", "Looker": "#6c5ce7"}
-
-
-def _whole(frame: pd.DataFrame):
-    """A table shown in full: a DataFrame's HTML cuts cells at 50 characters, and the notes are the point."""
-    return frame.style.hide(axis="index").format(escape="html").set_properties(**{"text-align": "left"})
 
 
 def routes_table(routes):
@@ -423,19 +419,19 @@ def routes_table(routes):
     how = {"source": "where the data comes from", "time": "when", "events": "which events (data map)",
            "question": "kind of question", "none": "-"}
     frame = pd.DataFrame([{"question": r.question, "answer": r.answer, "decided by": how[r.decided_by],
-                           "because": r.facts[0]} for r in routes])
-    return frame.style.hide(axis="index")
+                           "because": r.facts[0]} for r in routes], columns=["question", "answer", "decided by", "because"])
+    return Table(frame, empty="No question was asked.")
 
 
 def kept_out_table(rules):
-    """The data map's exclusions with the rows each kept out (`ampkit.routing.kept_out`), as a Styler."""
+    """The data map's exclusions with the rows each kept out (`ampkit.routing.kept_out`)."""
     from ampkit.routing import reason_label
     frame = pd.DataFrame([{"rule": r.rule, "why": reason_label(r.reason), "note": r.note, "what it names": r.names,
                            "rows kept out": r.rows, "share of all rows": f"{r.share:.1%}",
                            "busiest events kept out": ", ".join(r.top)} for r in rules],
                          columns=["rule", "why", "note", "what it names", "rows kept out", "share of all rows",
                                   "busiest events kept out"])
-    return _whole(frame).format({"rows kept out": "{:,}"})
+    return Table(frame, empty="The data map keeps nothing out of Amplitude.")
 
 
 def funnel_chart(f) -> go.Figure:
@@ -482,21 +478,23 @@ def family_chart(families) -> go.Figure:
                     name=f"Looker only: {rule}", marker_color=looker_colors[i % len(looker_colors)],
                     hovertemplate="%{y}: %{x:,} rows kept out by " + rule + "<extra></extra>")
     fig.update_layout(barmode="stack", title="Where each event family lives (rows per family, by the data map)",
-                      xaxis_title="rows", height=max(380, 30 * len(names) + 160), legend_title="where")
+                      xaxis_title="rows", yaxis_title="event family", height=max(380, 30 * len(names) + 160), legend_title="where")
     return fig
 
 
 def family_table(families):
-    """Per family: where it lives, and how many of its event types are in Amplitude or Looker only (a Styler)."""
+    """Per family: where it lives, and how many of its event types are in Amplitude or Looker only."""
     frame = pd.DataFrame([{"family": f.name, "lives in": f.lives_in, "event types in Amplitude": f.types_sent,
                            "event types in Looker only": f.types_kept_out, "rows in Amplitude": f.rows_sent,
                            "rows in Looker only": sum(f.rows_kept_out.values()),
-                           "kept out by": ", ".join(sorted(f.rows_kept_out))} for f in families])
-    return _whole(frame).format("{:,}", subset=["rows in Amplitude", "rows in Looker only"])
+                           "kept out by": ", ".join(sorted(f.rows_kept_out))} for f in families],
+                         columns=["family", "lives in", "event types in Amplitude", "event types in Looker only",
+                                  "rows in Amplitude", "rows in Looker only", "kept out by"])
+    return Table(frame, empty="No events in this period.")
 
 
 def reconciliation_summary(rec):
-    """One reconciliation in a few lines: status, the two counts, and each named cause of the gap (a Styler)."""
+    """One reconciliation in a few lines: status, the two counts, and each named cause of the gap."""
     t = rec.totals()
     anomalies = f"{len(rec.anomalies)} anomalies: see the reconciliation notebook" if rec.anomalies else "no anomalies"
     rows = [("status", rec.status.upper(), f"{rec.start} to {rec.end} ({rec.time_zone}); {anomalies}"),
@@ -518,5 +516,4 @@ def reconciliation_summary(rec):
         if t[key]:
             rows.append((key.replace("_", " "), t[key], "only in Amplitude: a problem"))
     rows.append(("unexplained", t["unexplained"], "0 when the two tools agree"))
-    frame = pd.DataFrame(rows, columns=["", "events", "meaning"])
-    return _whole(frame).format(lambda v: f"{v:,}" if isinstance(v, int) else v, subset=["events"])
+    return Table(pd.DataFrame(rows, columns=["", "events", "meaning"]))

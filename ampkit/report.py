@@ -13,11 +13,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
-import html
 import json
 import logging
+import mimetypes
+import os
 import posixpath
 import re
+import tempfile
+from html import escape
 from pathlib import Path
 
 from ampkit.table import TABLE_MIME, Table, interactive, to_html as table_html
@@ -28,6 +31,11 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 ASSETS = "assets"
 INDEX = "index.html"
 LATEST = "latest.html"
+# Every page's index line, gathered: a run reads only the lines it has not seen, so the index costs
+# one listing of the folder, not one read per page ever written.
+MANIFEST = "index.json"
+# The front page lists the pages of the last RECENT_DAYS; every month has a page of its own.
+RECENT_DAYS = 31
 RESOURCES = Path(__file__).resolve().parent / "resources"
 TEMPLATE = "report_template"  # nbconvert's lab template without require.js, MathJax or mermaid (CDN scripts)
 # What each report counts, in the order the index shows them.
@@ -49,14 +57,24 @@ class Entry:
     window_end: str = ""
     data_map_version: str = ""
     counts: dict = dataclasses.field(default_factory=dict)
+    time_zone: str = ""      # the zone of a window of days (a reconciliation's); a window of times is UTC
 
     @property
     def handled_rows(self) -> bool:
         """Whether the page has something to show: rows handled, or a run that did not end well.
-        Reports that count no rows (onboarding, reconciliation) always have."""
+        Reports that count no rows (onboarding, reconciliation) always have; a dry run never
+        stands for the real runs."""
+        if self.status in ("skipped_locked", "dry_run"):
+            return False
         if "extracted" not in self.counts:
-            return self.status not in ("skipped_locked",)
-        return bool(self.counts["extracted"]) or self.status not in ("ok", "dry_run", "skipped_locked")
+            return True
+        return bool(self.counts["extracted"]) or self.status != "ok"
+
+    @property
+    def shown_status(self) -> str:
+        """The status as the index says it: a reconciliation's verdict beside how its run ended."""
+        verdict = self.counts.get("verdict")
+        return f"{self.status} · verdict {verdict}" if verdict and verdict != "ok" else self.status
 
 
 def html_path(record: str, runs_dir: str, reports_dir: str) -> str:
@@ -90,8 +108,14 @@ def relative(target: str, page: str) -> str:
 def write(nb, path: str, reports_dir: str, entry: Entry | None = None) -> str:
     """Write `nb` as its HTML page at `path` (I/O) and, with `entry`, its index line, the report's
     latest.html and the folder's index.html."""
-    scripts = {kind: relative(a, path) for kind, a in assets(reports_dir).items()}
-    _write_text(path, render(nb, scripts))
+    try:
+        scripts = {kind: relative(a, path) for kind, a in assets(reports_dir).items()}
+        page = render(nb, scripts)
+    except OSError as exc:
+        # Without the folder's shared scripts the page carries its own: bigger, but it draws.
+        logger.warning("could not write the shared scripts under %s (%s); the page carries its own", reports_dir, exc)
+        page = render(nb, {}, inline=True)
+    _write_text(path, page)
     if entry is not None:
         _write_text(path.removesuffix(".html") + ".json", json.dumps(dataclasses.asdict(entry), indent=1))
         try:
@@ -173,60 +197,102 @@ def _itables_js() -> str:
 # --- the index --------------------------------------------------------------------------------
 
 def entries(reports_dir: str) -> list[Entry]:
-    """Every page's index line under `reports_dir`, newest first (I/O)."""
-    found = []
-    for path in _glob(f"{reports_dir.rstrip('/')}/*/*/*/*/*.json"):
+    """Every page's index line under `reports_dir`, newest first (I/O): the manifest's, and those
+    of pages it has not seen yet (read, then kept in it)."""
+    root = reports_dir.rstrip("/")
+    try:
+        known = json.loads(_read_text(f"{root}/{MANIFEST}"))
+    except (OSError, ValueError):
+        known = {}
+    found, fresh = {}, False
+    for path in _glob(f"{root}/*/*/*/*/*.json"):
+        key = posixpath.relpath(path.split("://", 1)[-1], root.split("://", 1)[-1])
+        if key in known:
+            found[key] = known[key]
+            continue
         try:
-            found.append(Entry(**json.loads(_read_text(path))))
+            found[key] = dataclasses.asdict(Entry(**json.loads(_read_text(path))))
+            fresh = True
         except (ValueError, TypeError) as exc:
             logger.warning("skipping %s in the reports index: %s", path, exc)
-    return sorted(found, key=lambda e: (e.when, e.report), reverse=True)
+    if fresh or found.keys() != known.keys():
+        _write_text(f"{root}/{MANIFEST}", json.dumps(found, separators=(",", ":")))
+    return sorted((Entry(**e) for e in found.values()), key=_order, reverse=True)
+
+
+def _order(e: Entry) -> tuple:
+    # A retry of the same clock is written as <stamp>-2.html, -3...: it is the newer.
+    stem = posixpath.basename(e.report).removesuffix(".html")
+    retry = int(stem.rsplit("-", 1)[1]) if "-" in stem and stem.rsplit("-", 1)[1].isdigit() else 1
+    return e.when, retry, e.report
 
 
 def refresh(reports_dir: str) -> str:
-    """Rewrite `index.html` and every report's `latest.html` from the index lines (I/O)."""
+    """Rewrite `index.html`, the month pages and every report's `latest.html` from the index lines (I/O)."""
     found = entries(reports_dir)
     root = reports_dir.rstrip("/")
     for name in sorted({e.name for e in found}):
         mine = [e for e in found if e.name == name]
         shown = next((e for e in mine if e.handled_rows), mine[0])
         _write_text(f"{root}/{name}/{LATEST}", _redirect(posixpath.relpath(shown.report, name), shown))
+    scripts = assets(reports_dir)
+    months = sorted({e.when[:7] for e in found}, reverse=True)
+    newest = dt.datetime.fromisoformat(found[0].when) if found else None
+    recent = [e for e in found if newest and dt.datetime.fromisoformat(e.when) > newest - dt.timedelta(days=RECENT_DAYS)]
+    for month in months:
+        page = f"{root}/index-{month}.html"
+        _write_text(page, index_page([e for e in found if e.when.startswith(month)], scripts, page, months, month))
     index = f"{root}/{INDEX}"
-    _write_text(index, index_page(found, [relative(a, index) for a in assets(reports_dir).values()]))
+    _write_text(index, index_page(recent, scripts, index, months, summary=found))
     return index
 
 
-def index_page(found: list[Entry], scripts: list[str]) -> str:
-    """The reports folder's front page (pure): per report its newest run and what latest.html
-    shows, then every page, newest first."""
+def index_page(shown: list[Entry], scripts: dict[str, str], page: str, months: list[str], month: str = "",
+               summary: list[Entry] | None = None) -> str:
+    """A page of the index (pure): with `summary`, the front page (per report its newest run and
+    what latest.html shows, then the pages of the last RECENT_DAYS); else the pages of `month`."""
     from jinja2 import Template
     lines = []
-    for name in sorted({e.name for e in found}):
-        mine = [e for e in found if e.name == name]
-        newest, shown = mine[0], next((e for e in mine if e.handled_rows), mine[0])
-        say = f'<a href="{html.escape(name)}/{LATEST}">{html.escape(_title(name))}</a>: newest {_when(newest.when)} ({html.escape(newest.status)})'
-        if shown is not newest:
-            say += (f"; it handled no rows, so {LATEST} shows {_when(shown.when)}, the newest that did")
+    for name in sorted({e.name for e in summary or []}):
+        mine = [e for e in summary if e.name == name]
+        newest, latest = mine[0], next((e for e in mine if e.handled_rows), mine[0])
+        say = (f'<a href="{escape(name)}/{LATEST}">{escape(_title(name))}</a>: newest '
+               f'<a href="{escape(newest.report)}">{escape(_when(newest.when))}</a> ({escape(newest.shown_status)})')
+        if latest is not newest:
+            say += f"; {_quiet(newest)}, so {LATEST} shows {escape(_when(latest.when))}, the newest that did"
         elif not newest.handled_rows:
-            say += "; it handled no rows, nor did any run before it"
+            say += f"; {_quiet(newest)}, nor did any run before it"
         lines.append(say)
     import pandas as pd
-    rows = [{"when (UTC)": _when(e.when), "report": f'<a href="{html.escape(e.report)}">{html.escape(_title(e.name))}</a>',
-             "status": html.escape(e.status), "window (UTC)": html.escape(_window(e)),
-             "counts": html.escape(_counts(e.counts)),
-             "data map": html.escape(e.data_map_version), "run record": html.escape(e.record)} for e in found]
-    table = Table(pd.DataFrame(rows, columns=["when (UTC)", "report", "status", "window (UTC)", "counts", "data map", "run record"]),
-                  empty="No report has been written yet.", links=("when (UTC)", "report", "status", "window (UTC)", "counts",
-                                                                   "data map", "run record"))
+    rows = [{"when (UTC)": escape(_when(e.when)), "report": f'<a href="{escape(e.report)}">{escape(_title(e.name))}</a>',
+             "status": escape(e.shown_status), "window": escape(_window(e)), "counts": escape(_counts(e.counts)),
+             "data map": escape(e.data_map_version),
+             "run record": escape(e.record) if "://" in e.record else f'<a href="{escape(e.record)}">{escape(posixpath.basename(e.record))}</a>'}
+            for e in shown]
+    columns = ["when (UTC)", "report", "status", "window", "counts", "data map", "run record"]
+    table = Table(pd.DataFrame(rows, columns=columns), empty="No report has been written yet.", links=tuple(columns)).payload()
+    needed = [relative(scripts["itables"], page)] if interactive(table) else []
+    title = f"ampkit · reports · {month}" if month else "ampkit · reports"
+    what = (f"The pages of {month}" if month else
+            f"The pages of the last {RECENT_DAYS} days") + f" ({len(shown):,}), newest first."
     template = Template((RESOURCES / "reports_index.html.j2").read_text(encoding="utf-8"))
-    return template.render(scripts=scripts, lines=lines, table=table_html(table.payload()), pages=len(found))
+    return template.render(title=title, scripts=needed, what=what, lines=lines, table=table_html(table),
+                           months=[(m, f"index-{m}.html") for m in months], front=INDEX if month else "")
+
+
+def _quiet(e: Entry) -> str:
+    if e.status == "skipped_locked":
+        return "it was skipped (another run held the lease)"
+    if e.status == "dry_run":
+        return "it was a dry run"
+    return "it handled no rows"
 
 
 def _redirect(target: str, entry: Entry) -> str:
-    safe = html.escape(target)
+    safe = escape(target)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={safe}">'
-            f"<title>ampkit · latest {html.escape(_title(entry.name))}</title></head>"
-            f'<body><p>The newest {html.escape(_title(entry.name))} that handled rows: <a href="{safe}">{_when(entry.when)}</a>.</p></body></html>')
+            f"<title>ampkit · latest {escape(_title(entry.name))}</title></head>"
+            f'<body><p>The newest {escape(_title(entry.name))} that handled rows: <a href="{safe}">{escape(_when(entry.when))}</a>.</p></body></html>')
 
 
 def _counts(counts: dict) -> str:
@@ -244,20 +310,29 @@ def _when(iso: str) -> str:
 
 
 def _window(e: Entry) -> str:
-    return f"{_when(e.window_start)} .. {_when(e.window_end)}" if e.window_start else ""
+    if not e.window_start:
+        return ""
+    days = len(e.window_start) <= 10
+    return f"{_when(e.window_start)} .. {_when(e.window_end)}" + (f" ({e.time_zone or 'UTC'})" if days else " UTC")
 
 
 # --- local folders and gs:// -------------------------------------------------------------------
 
 def _write_text(path: str, text: str) -> None:
     if "://" in path:
-        from papermill.iorw import papermill_io
-        papermill_io.write(text, path)
+        import fsspec
+        # With its type, so a bucket serves a page as a page and a script as a script.
+        kind = mimetypes.guess_type(path)[0] or "text/plain"
+        with fsspec.open(path, "w", encoding="utf-8", content_type=kind) as f:
+            f.write(text)
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(f"{path}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)  # a page being rewritten is never seen half written
+    # A temporary file of its own, then a rename: two runs writing the same page (or the same
+    # script after an upgrade) never meet, and a page being rewritten is never seen half written.
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=Path(path).parent, prefix=Path(path).name + ".",
+                                     suffix=".partial", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
 
 
 def _read_text(path: str) -> str:
@@ -291,4 +366,5 @@ def entry_of(details: dict, *, name: str, when: dt.datetime, status: str, report
     counts = {k: v for k, v in (details.get("counts") or {}).items() if v is not None}
     return Entry(name=name, when=when.astimezone(dt.timezone.utc).isoformat(), status=status, report=report, record=record,
                  window_start=details.get("window_start") or "", window_end=details.get("window_end") or "",
-                 data_map_version=details.get("data_map_version") or "", counts=counts)
+                 data_map_version=details.get("data_map_version") or "", counts=counts,
+                 time_zone=details.get("time_zone") or "")

@@ -139,10 +139,6 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
             details = present(nb, source.stem, window_start, status)
             try:
                 _write(nb, output)
-                if html_report:
-                    entry = report.entry_of(details, name=source.stem, when=window_start, status=status, record=output,
-                                            report=report.relative(html, f"{config.reports_dir.rstrip('/')}/{report.INDEX}"))
-                    report.write(nb, html, config.reports_dir, entry)
             except Exception as exc:  # noqa: BLE001 - any storage failure; the run itself is over
                 # The run happened (and is in the ledger); only its record is missing, so keep a
                 # local copy and fail the job, so the scheduler alerts.
@@ -150,11 +146,30 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
                 logger.error("could not archive the run record to %s (%s: %s); kept at %s", output,
                              type(exc).__name__, config.redact(str(exc)).splitlines()[0] if str(exc) else "", kept)
                 output, html, status, code = kept, "", "failed", code or 1
+            else:
+                if html_report and not _page(nb, details, source.stem, window_start, status, output, html, config):
+                    html = ""
         else:
             output, html = "", ""
     seconds = time.monotonic() - started
     logger.info("notebook run finished name=%s status=%s exit=%d seconds=%.1f", source.stem, status, code, seconds)
     return RunnerResult(source.stem, status, code, output, html if html_report else "", seconds)
+
+
+def _page(nb, details: dict, name: str, when: dt.datetime, status: str, record: str, html: str,
+          config: configuration.Config) -> bool:
+    """Write the record's page and its index line (I/O); a page that cannot be drawn or stored is
+    logged, not a failed run: the record and the ledger hold everything it would show."""
+    index = f"{config.reports_dir.rstrip('/')}/{report.INDEX}"
+    entry = report.entry_of(details, name=name, when=when, status=status, report=report.relative(html, index),
+                            record=record if "://" in record else report.relative(record, index))
+    try:
+        report.write(nb, html, config.reports_dir, entry)
+    except Exception as exc:  # noqa: BLE001 - nbconvert, the template, the bucket: the run itself is over
+        logger.error("could not write the page of %s to %s (%s: %s)", record, html, type(exc).__name__,
+                     config.redact(str(exc)).splitlines()[0] if str(exc) else "")
+        return False
+    return True
 
 
 def _execute(command: list[str], timeout_seconds: int, log_path: str | None) -> tuple[str, int]:
@@ -263,14 +278,18 @@ def present(nb, name: str, when: dt.datetime, status: str) -> dict:
             kept.append(out)
         cell["outputs"] = kept
     what = name.replace("_", " ")
-    title = f"ampkit · {what} · {when:%Y-%m-%d %H:%M} UTC · {status}"
-    nb.metadata["title"] = title
+    verdict = (details.get("counts") or {}).get("verdict")
+    # A reconciliation's run can end ok with a failing verdict: the title says both.
+    shown = f"{status} · verdict {verdict}" if verdict and verdict != "ok" else status
+    nb.metadata["title"] = f"ampkit · {what} · {when:%Y-%m-%d %H:%M} UTC · {shown}"
     facts = [f"**{what}**", f"{when:%Y-%m-%d %H:%M} UTC", f"status **{status}**"]
     if details.get("window_start") and details.get("window_end"):
         start, end = (details[k][:16].replace("T", " ") for k in ("window_start", "window_end"))
-        facts.append(f"window {start} .. {end}" + (" UTC" if len(start) > 10 else ""))
-    if (details.get("counts") or {}).get("verdict"):
-        facts.append(f"verdict **{details['counts']['verdict']}**")
+        facts.append(f"window {start} .. {end}" + (" UTC" if len(start) > 10 else f" ({details.get('time_zone') or 'UTC'})"))
+    elif status not in ("ok", "dry_run", "skipped_locked"):
+        facts.append("window not on this page: the run failed before saying it (`ampkit runs` has it; the error is below)")
+    if verdict:
+        facts.append(f"verdict **{verdict}**")
     if details.get("data_map_version"):
         facts.append(f"data map {details['data_map_version']}")
     header = nbformat.v4.new_markdown_cell(" · ".join(facts))

@@ -7,6 +7,7 @@ import types
 import pandas as pd
 
 from ampkit import chart, datamap, palette, reconcile
+from ampkit.table import rows as table_rows
 
 
 def said(fig) -> list[str]:
@@ -22,7 +23,7 @@ def test_every_chart_with_nothing_to_draw_says_why():
                chart.gap_heatmap(rec)]
     for fig in figures:
         assert said(fig) and not fig.data, fig.layout.title.text
-    assert chart.lag_table(run).payload()["rows"] == [] and "accepted no events" in chart.lag_table(run).empty
+    assert table_rows(chart.lag_table(run).payload()) == [] and "accepted no events" in chart.lag_table(run).empty
 
 
 def test_the_request_chart_has_axes_with_units_and_says_when_there_were_no_retries():
@@ -67,12 +68,12 @@ def test_the_runs_table_links_each_run_to_its_page():
              "lag_event_p50": 120.0, "lag_event_p95": 600.0, "newest_age_seconds": 60.0,
              "notebook_path": "runs/hourly_sync/x.ipynb", "error": None}]
     table = chart.runs_table(rows, lambda record: "../" + record.replace(".ipynb", ".html"))
-    row = dict(zip(table.payload()["columns"], table.payload()["rows"][0]))
+    row = dict(zip(table.payload()["columns"], table_rows(table.payload())[0]))
     assert row["page"] == '<a href="../runs/hourly_sync/x.html">run page</a>'
     assert (row["extracted"], row["p50 lag (min)"], row["p95 lag (min)"]) == ("1,234", "2.0", "10.0")
-    assert chart.runs_table([]).payload()["rows"] == []
+    assert table_rows(chart.runs_table([]).payload()) == []
     failed = {**rows[0], "status": "failed", "extracted": None, "accepted": None, "lag_event_p50": None, "notebook_path": None}
-    row = dict(zip(table.payload()["columns"], chart.runs_table([failed]).payload()["rows"][0]))
+    row = dict(zip(table.payload()["columns"], table_rows(chart.runs_table([failed]).payload())[0]))
     assert (row["extracted"], row["p50 lag (min)"], row["page"]) == ("", "", "")  # nothing known, nothing shown
 
 

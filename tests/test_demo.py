@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from ampkit import demo
-from ampkit.table import SHORT_ROWS, TABLE_MIME
+from ampkit.table import SHORT_ROWS, TABLE_MIME, rows
 
 import browser
 import children
@@ -86,23 +86,24 @@ def test_every_page_the_demo_leaves_opens_offline_and_shows_what_its_record_hold
     where, _, _ = demo_run
     reports = where / "reports"
     pages = sorted(p for p in reports.rglob("*.html") if p.name != "latest.html")
-    assert len(pages) == 7  # three hourly runs, the runs overview, the reconciliation, the onboarding page, the index
+    # three hourly runs, the runs overview, the reconciliation, the onboarding page, the index and its month's page
+    assert len(pages) == 8
     seen = browser.open_pages(pages)
     for page in seen:
         where_ = page.path.relative_to(reports)
         assert page.failed == [] and page.errors == [], (where_, page.failed, page.errors)
-        assert all(url.startswith(("file://", "blob:", "data:")) for url in page.requests), (where_, page.requests)
+        assert all(url.startswith((reports.resolve().as_uri() + "/", "blob:", "data:")) for url in page.requests), (where_, page.requests)
         assert page.title.startswith("ampkit · "), (where_, page.title)
         assert not LOG_LINE.search(page.text), (where_, LOG_LINE.search(page.text))
         for figure in page.figures:
             assert figure["drawn"] and (figure["points"] > 0 or figure["empty"]), (where_, figure)
-        if page.path.name == "index.html":
+        if page.path.parent == reports:  # the index's pages
             continue
         record = where / "runs" / where_.with_suffix(".ipynb")
         payloads = [o["data"][TABLE_MIME] for c in nbformat.read(record, as_version=4).cells if c.cell_type == "code"
                     for o in c.get("outputs", []) if TABLE_MIME in o.get("data", {})]
-        assert [t["rows"] for t in page.tables] == [len(p["rows"]) for p in payloads], (where_, page.tables)
-        assert all(t["kind"] == "interactive" for t, p in zip(page.tables, payloads) if len(p["rows"]) > SHORT_ROWS)
+        assert [t["rows"] for t in page.tables] == [len(rows(p)) for p in payloads], (where_, page.tables)
+        assert all(t["kind"] == "interactive" for t, p in zip(page.tables, payloads) if len(rows(p)) > SHORT_ROWS)
         figures = [o for c in nbformat.read(record, as_version=4).cells if c.cell_type == "code"
                    for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
         assert len(page.figures) == len(figures), where_
@@ -117,6 +118,7 @@ def test_every_page_the_demo_leaves_opens_offline_and_shows_what_its_record_hold
     index = by_name["index.html"]
     listed = [line for line in index.text.splitlines() if line.startswith("2022-03-14")]
     assert len(listed) == 6 and listed == sorted(listed, reverse=True), listed
+    assert by_name["index-2022-03.html"].text.count("\n2022-03-14 ") == 6
     for name in ("hourly_sync", "reconciliation", "runs_overview", "onboarding"):
         target = re.search(r'url=([^"]+)"', (reports / name / "latest.html").read_text()).group(1)
         assert (reports / name / target).exists(), (name, target)

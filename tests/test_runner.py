@@ -83,7 +83,8 @@ def test_hourly_sync_run_leaves_a_record_with_table_and_charts(kernel_env, seede
 def test_report_renders_its_charts_in_headless_chromium(kernel_env, tmp_path):
     result = runner.run("hourly_sync", {}, config=kernel_env)
     html = Path(result.report_path)
-    assert 'src="https://cdn.plot.ly' not in html.read_text()  # plotly.js is embedded, not fetched
+    sources = re.findall(r'<script[^>]* src="([^"]+)"', html.read_text())
+    assert sources and all(src.startswith("../../../../assets/") for src in sources)  # the folder's own copy
     dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                           "--disable-component-update", f"--user-data-dir={tmp_path / 'chrome'}",
                           "--virtual-time-budget=10000", "--dump-dom", html.resolve().as_uri()],
@@ -471,3 +472,14 @@ def test_a_secret_in_a_table_or_figure_of_the_record_is_masked_before_its_page_i
     runner.clean(nb, config, Path("hourly_sync.ipynb"), "runs/x.ipynb")
     text = json.dumps(nb)
     assert API_KEY not in text and SECRET_KEY not in text and "bad key ***" in text
+
+
+def test_a_page_that_cannot_be_drawn_leaves_the_run_ok_and_its_record_archived(kernel_env, monkeypatch):
+    from ampkit import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the template is gone")
+    monkeypatch.setattr(report, "write", broken)
+    result = runner.run("hourly_sync", {}, config=kernel_env)
+    assert (result.status, result.exit_code, result.report_path) == ("ok", 0, "")
+    assert Path(result.notebook_path).exists() and "/ampkit-unarchived/" not in result.notebook_path

@@ -5,13 +5,14 @@ import datetime as dt
 
 import pandas as pd
 
-from ampkit.table import PREVIEW_ROWS, SHORT_ROWS, TABLE_MIME, Table, cell, interactive, to_html
+from ampkit.table import PREVIEW_ROWS, SHORT_ROWS, TABLE_MIME, Table, cell, interactive, rows, to_html
 
 
 def test_cells_read_as_a_person_reads_them():
     assert cell(1234567) == "1,234,567" and cell(12.345) == "12.3" and cell(2.0, decimals=0) == "2"
     assert cell(None) == "" and cell(float("nan")) == "" and cell(pd.NaT) == "" and cell(pd.NA) == ""
-    assert cell(dt.datetime(2022, 3, 14, 11, 5, tzinfo=dt.timezone.utc)) == "2022-03-14 11:05 UTC"
+    assert cell(dt.datetime(2022, 3, 14, 11, 5, tzinfo=dt.timezone.utc)) == "2022-03-14 11:05"  # the column says UTC
+    assert cell(dt.datetime(2022, 3, 14, 11, 5, tzinfo=dt.timezone(dt.timedelta(hours=-7)))) == "2022-03-14 11:05 -0700"
     assert cell("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;" and cell(True) == "yes"
 
 
@@ -19,7 +20,8 @@ def test_the_record_keeps_every_row_and_the_notebook_shows_a_preview():
     frame = pd.DataFrame({"event": [f"e{i}" for i in range(40)], "events": range(1000, 1040)}, index=range(100, 140))
     bundle = Table(frame, caption="all of them")._repr_mimebundle_()
     data = bundle[TABLE_MIME]
-    assert len(data["rows"]) == 40 and data["rows"][0] == ["e0", "1,000"] and data["numeric"] == [False, True]
+    assert len(rows(data)) == 40 and rows(data)[0] == ["e0", "1,000"] and data["numeric"] == [False, True]
+    assert isinstance(data["rows"], str) and "\n" not in data["rows"]  # compact in the record, not a line per cell
     preview = bundle["text/html"]
     assert preview.count("<tr>") == PREVIEW_ROWS + 1 and "The first 20 of 40 rows" in preview
     assert ">100<" not in preview  # no index column
@@ -38,5 +40,5 @@ def test_a_short_table_is_static_a_long_one_an_offline_datatable_and_an_empty_on
 
 def test_link_columns_keep_their_anchor_and_other_cells_are_escaped():
     frame = pd.DataFrame({"page": ['<a href="x.html">run page</a>'], "error": ["<script>"]})
-    row = Table(frame, links=("page",)).payload()["rows"][0]
+    row = rows(Table(frame, links=("page",)).payload())[0]
     assert row == ['<a href="x.html">run page</a>', "&lt;script&gt;"]
