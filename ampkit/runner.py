@@ -136,7 +136,9 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
                 # A window held by the volume guardrail waits for a person: the scheduler must see it.
                 code = HELD_EXIT if status == "held" else code
             clean(nb, config, source, output)
-            details = present(nb, source.stem, window_start, status)
+            # A run that failed before its notebook said how it went: the ledger knows its window and counts.
+            known = _ledger_details(config, output) if status in ("failed", "timeout") and not reported_status(nb) else {}
+            details = present(nb, source.stem, window_start, status, known)
             try:
                 _write(nb, output)
             except Exception as exc:  # noqa: BLE001 - any storage failure; the run itself is over
@@ -154,6 +156,26 @@ def run(name: str, parameters: dict | None = None, *, config: configuration.Conf
     seconds = time.monotonic() - started
     logger.info("notebook run finished name=%s status=%s exit=%d seconds=%.1f", source.stem, status, code, seconds)
     return RunnerResult(source.stem, status, code, output, html if html_report else "", seconds)
+
+
+def _ledger_details(config: configuration.Config, record: str) -> dict:
+    """What the run ledger says of the sync run that wrote `record` (I/O): its window, data map and
+    counts; {} when it has no such run or cannot be read (the warehouse may be why the run failed)."""
+    from ampkit import state, warehouse
+    try:
+        with warehouse.open(config.warehouse, location=config.bigquery_location) as wh:
+            rows = [r for r in state.runs(wh, 20) if r.get("notebook_path") == record]
+    except Exception as exc:  # noqa: BLE001 - any failure: the page goes without, the run's status stands
+        logger.warning("could not read the ledger for the page of %s (%s)", record, type(exc).__name__)
+        return {}
+    if not rows:
+        return {}
+    r = rows[0]
+    return {"window_start": r["window_start"].isoformat() if r.get("window_start") else "",
+            "window_end": r["window_end"].isoformat() if r.get("window_end") else "",
+            "data_map_version": r.get("data_map_version") or "",
+            "counts": {"extracted": r.get("extracted") or 0, "accepted": r.get("accepted") or 0,
+                       "filtered": r.get("filtered_total") or 0, "rejected": r.get("rejected_total") or 0}}
 
 
 def _page(nb, details: dict, name: str, when: dt.datetime, status: str, record: str, html: str,
@@ -258,13 +280,13 @@ def clean(nb, config: configuration.Config, source: Path, output: str) -> None:
                         data[mime] = json.loads(config.redact(text))
 
 
-def present(nb, name: str, when: dt.datetime, status: str) -> dict:
+def present(nb, name: str, when: dt.datetime, status: str, known: dict | None = None) -> dict:
     """Make the record read as a report (pure, on the notebook): a title and a header saying what
     ran, when, over which window, how it ended and with which data map; the log lines the cells
     wrote to stderr moved out of the way into one collapsed section at the end (the run's log
     file has them too, and the ledger the run's numbers)."""
     from ampkit.notebook import OUTCOME_MIME
-    details = {}
+    details = dict(known or {})
     lines: list[str] = []
     for cell in nb.cells:
         if cell.cell_type != "code":

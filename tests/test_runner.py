@@ -151,6 +151,10 @@ def test_a_failed_run_fails_the_notebook_and_the_next_run_resends(kernel_env, se
     # The ledger keeps what the failed run did: the window it was in and the rows it had extracted.
     assert row["status"] == "failed" and row["window_start"] < row["window_end"]
     assert row["extracted"] > 0 and row["accepted"] == 0 and "403" in row["error"]
+    # Its page and index line say so too, from the ledger: the notebook failed before it could.
+    assert f"window {row['window_start']:%Y-%m-%d %H:%M} .. {row['window_end']:%Y-%m-%d %H:%M} UTC" in nb.cells[0].source
+    entry = json.loads(Path(failed.report_path).with_suffix(".json").read_text())
+    assert entry["status"] == "failed" and entry["counts"]["extracted"] == row["extracted"]
     sandbox.control.clear_faults()
     again = runner.run("hourly_sync", {}, config=kernel_env)
     assert again.status == "ok" and again.notebook_path != failed.notebook_path
