@@ -99,7 +99,7 @@ def links_from(record: str, runs_dir: str, reports_dir: str):
 def relative(target: str, page: str) -> str:
     """`target` as a link from the page at `page` (both paths, local or gs://, under one folder)."""
     def bare(p: str) -> str:
-        return p.split("://", 1)[-1] if "://" in p else str(Path(p).resolve())
+        return p.split("://", 1)[-1].lstrip("/") if "://" in p else str(Path(p).resolve())
     return posixpath.relpath(bare(target), posixpath.dirname(bare(page)))
 
 
@@ -206,7 +206,7 @@ def entries(reports_dir: str) -> list[Entry]:
         known = {}
     found, fresh = {}, False
     for path in _glob(f"{root}/*/*/*/*/*.json"):
-        key = posixpath.relpath(path.split("://", 1)[-1], root.split("://", 1)[-1])
+        key = posixpath.relpath(path.split("://", 1)[-1].lstrip("/"), root.split("://", 1)[-1].lstrip("/"))
         if key in known:
             found[key] = known[key]
             continue
@@ -356,7 +356,7 @@ def _glob(pattern: str) -> list[str]:
         import fsspec
         scheme = pattern.split("://", 1)[0]
         fs, bare = fsspec.core.url_to_fs(pattern)
-        return [f"{scheme}://{p}" for p in fs.glob(bare)]
+        return [f"{scheme}://{p.lstrip('/')}" for p in fs.glob(bare)]
     import glob
     return glob.glob(pattern)
 

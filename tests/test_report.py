@@ -135,3 +135,25 @@ def test_the_front_page_lists_a_month_and_every_month_has_its_page_read_from_the
     # A line already gathered is not read again: a broken sidecar of a known page changes nothing.
     (reports / "hourly_sync/2022/01/10/20220110T090500Z.json").write_text("not json")
     assert len(report.entries(str(reports))) == 3
+
+
+def test_a_remote_reports_folder_works_as_a_local_one():
+    """gs:// goes through fsspec as any remote folder does: fsspec's in-memory one stands in for it
+    (listing, reading the index lines, writing pages, scripts and index with their content type)."""
+    import fsspec
+    fs = fsspec.filesystem("memory")
+    reports = "memory://bucket/reports"
+    t = dt.datetime(2022, 3, 14, 9, 5, tzinfo=dt.timezone.utc)
+    for hours, extracted in ((0, 800), (1, 0)):
+        when = t + dt.timedelta(hours=hours)
+        stamp = f"{when:%Y%m%dT%H%M%SZ}"
+        page = f"{reports}/hourly_sync/{when:%Y/%m/%d}/{stamp}.html"
+        entry = report.entry_of({"counts": {"extracted": extracted}}, name="hourly_sync", when=when, status="ok",
+                                report=f"hourly_sync/{when:%Y/%m/%d}/{stamp}.html", record=f"gs://b/runs/{stamp}.ipynb")
+        report.write(record(), page, reports, entry)
+    assert 'src="../../../../assets/plotly-' in fs.cat("/bucket/reports/hourly_sync/2022/03/14/20220314T090500Z.html").decode()
+    assert "url=2022/03/14/20220314T090500Z.html" in fs.cat("/bucket/reports/hourly_sync/latest.html").decode()
+    index = fs.cat("/bucket/reports/index.html").decode()
+    assert "handled no rows, so latest.html shows 2022-03-14 09:05" in index and "gs://b/runs/20220314T100500Z.ipynb" in index
+    assert [e.when[11:16] for e in report.entries(reports)] == ["10:05", "09:05"]
+    assert len(json.loads(fs.cat("/bucket/reports/index.json"))) == 2
