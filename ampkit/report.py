@@ -72,9 +72,18 @@ class Entry:
 
     @property
     def shown_status(self) -> str:
-        """The status as the index says it: a reconciliation's verdict beside how its run ended."""
-        verdict = self.counts.get("verdict")
-        return f"{self.status} · verdict {verdict}" if verdict and verdict != "ok" else self.status
+        return shown_status(self.status, self.counts)
+
+
+def shown_status(status: str, counts: dict) -> str:
+    """A run's status as pages and the index say it: a reconciliation's failing verdict beside how its run ended."""
+    verdict = counts.get("verdict")
+    return f"{status} · verdict {verdict}" if verdict and verdict != "ok" else status
+
+
+def _latest(mine: list[Entry]) -> Entry:
+    """What latest.html shows of one report's pages (newest first): the newest that handled rows."""
+    return next((e for e in mine if e.handled_rows), mine[0])
 
 
 def html_path(record: str, runs_dir: str, reports_dir: str) -> str:
@@ -108,9 +117,10 @@ def relative(target: str, page: str) -> str:
 def write(nb, path: str, reports_dir: str, entry: Entry | None = None) -> str:
     """Write `nb` as its HTML page at `path` (I/O) and, with `entry`, its index line, the report's
     latest.html and the folder's index.html."""
+    shared = {}
     try:
-        scripts = {kind: relative(a, path) for kind, a in assets(reports_dir).items()}
-        page = render(nb, scripts)
+        shared = assets(reports_dir)
+        page = render(nb, {kind: relative(a, path) for kind, a in shared.items()})
     except OSError as exc:
         # Without the folder's shared scripts the page carries its own: bigger, but it draws.
         logger.warning("could not write the shared scripts under %s (%s); the page carries its own", reports_dir, exc)
@@ -119,7 +129,7 @@ def write(nb, path: str, reports_dir: str, entry: Entry | None = None) -> str:
     if entry is not None:
         _write_text(path.removesuffix(".html") + ".json", json.dumps(dataclasses.asdict(entry), indent=1))
         try:
-            refresh(reports_dir)
+            refresh(reports_dir, shared or None)
         except Exception as exc:  # noqa: BLE001 - the page is written; a broken index must not fail the run
             logger.warning("could not refresh the reports index under %s (%s: %s)", reports_dir, type(exc).__name__, exc)
     return path
@@ -148,7 +158,8 @@ def render(nb, scripts: dict[str, str], inline: bool = False) -> str:
                 needs.add("plotly")
             elif TABLE_MIME in data:
                 out["data"] = {"text/html": table_html(data[TABLE_MIME])}
-                needs.add("itables" if interactive(data[TABLE_MIME]) else "")
+                if interactive(data[TABLE_MIME]):
+                    needs.add("itables")
     exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(RESOURCES)],
                             exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     sources = {"plotly": _plotly_js, "itables": _itables_js}
@@ -227,15 +238,16 @@ def _order(e: Entry) -> tuple:
     return e.when, retry, e.report
 
 
-def refresh(reports_dir: str) -> str:
-    """Rewrite `index.html`, the month pages and every report's `latest.html` from the index lines (I/O)."""
+def refresh(reports_dir: str, scripts: dict[str, str] | None = None) -> str:
+    """Rewrite `index.html`, the month pages and every report's `latest.html` from the index lines
+    (I/O); `scripts` are the folder's shared scripts when the caller has them already."""
     found = entries(reports_dir)
     root = reports_dir.rstrip("/")
     for name in sorted({e.name for e in found}):
         mine = [e for e in found if e.name == name]
-        shown = next((e for e in mine if e.handled_rows), mine[0])
+        shown = _latest(mine)
         _write_text(f"{root}/{name}/{LATEST}", _redirect(posixpath.relpath(shown.report, name), shown))
-    scripts = assets(reports_dir)
+    scripts = scripts or assets(reports_dir)
     months = sorted({e.when[:7] for e in found}, reverse=True)
     newest = dt.datetime.fromisoformat(found[0].when) if found else None
     recent = [e for e in found if newest and dt.datetime.fromisoformat(e.when) > newest - dt.timedelta(days=RECENT_DAYS)]
@@ -255,7 +267,7 @@ def index_page(shown: list[Entry], scripts: dict[str, str], page: str, months: l
     lines = []
     for name in sorted({e.name for e in summary or []}):
         mine = [e for e in summary if e.name == name]
-        newest, latest = mine[0], next((e for e in mine if e.handled_rows), mine[0])
+        newest, latest = mine[0], _latest(mine)
         say = (f'<a href="{escape(name)}/{LATEST}">{escape(_title(name))}</a>: newest '
                f'<a href="{escape(newest.report)}">{escape(_when(newest.when))}</a> ({escape(newest.shown_status)})')
         if latest is not newest:

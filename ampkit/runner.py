@@ -302,8 +302,7 @@ def present(nb, name: str, when: dt.datetime, status: str, known: dict | None = 
     what = name.replace("_", " ")
     verdict = (details.get("counts") or {}).get("verdict")
     # A reconciliation's run can end ok with a failing verdict: the title says both.
-    shown = f"{status} · verdict {verdict}" if verdict and verdict != "ok" else status
-    nb.metadata["title"] = f"ampkit · {what} · {when:%Y-%m-%d %H:%M} UTC · {shown}"
+    nb.metadata["title"] = f"ampkit · {what} · {when:%Y-%m-%d %H:%M} UTC · {report.shown_status(status, details.get('counts') or {})}"
     facts = [f"**{what}**", f"{when:%Y-%m-%d %H:%M} UTC", f"status **{status}**"]
     if details.get("window_start") and details.get("window_end"):
         start, end = (details[k][:16].replace("T", " ") for k in ("window_start", "window_end"))
