@@ -142,6 +142,19 @@ def status(obj):
     click.echo(f"{'data map':<22} {_map_status(configured.version, deployed, approved)}")
 
 
+@cli.command("restore-warehouse")
+@click.option("--force", is_flag=True, help="Put the copy back even though the warehouse opens and reads fine.")
+@click.pass_obj
+@handle_errors
+def restore_warehouse(obj, force):
+    """Put back the DuckDB warehouse's last good copy (kept as each sync starts) after damage."""
+    from ampkit import state
+    with open_warehouse(obj.config()) as wh, wh.exclusive(state.LEASE_NAME, "restore-warehouse"):
+        aside = wh.restore(force=force)
+    click.echo(f"put back the last good copy; the damaged file is {aside}. The next sync re-sends what "
+               "later runs sent (Amplitude drops those by insert_id).")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: each stage's newest event, age and status.")
 @click.option("--prometheus", is_flag=True, help="Prometheus text format (node_exporter's textfile collector).")

@@ -7,6 +7,7 @@ AmpkitError                      base: every ampkit failure; the CLI prints it a
 │   └── SecretError              a secret passed where secrets are refused (parameters, files in the repo)
 ├── WarehouseError               the warehouse failed or is not what ampkit expects
 │   ├── SchemaError              a table or column is missing or has the wrong type
+│   ├── DamagedError             a DuckDB file fails its checksums (says how to put its last good copy back)
 │   └── LockedError              another run holds the lease (the sync records `skipped_locked`)
 ├── AmplitudeError               anything from the Amplitude HTTP APIs (status_code, attempt)
 │   ├── FatalAmplitudeError      stop the run: bad API key, a request ampkit built wrongly, 403
@@ -48,6 +49,10 @@ class WarehouseError(AmpkitError):
 
 class SchemaError(WarehouseError):
     """Raised when a table is missing, or lacks a column, or a column has the wrong type."""
+
+
+class DamagedError(WarehouseError):
+    """Raised when a DuckDB warehouse file fails its own checksums; the message says how to restore it."""
 
 
 class LockedError(WarehouseError):

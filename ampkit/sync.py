@@ -275,6 +275,7 @@ class Run:
             try:
                 # Before touching the warehouse: a DuckDB file answers nothing while another run has it.
                 stack.enter_context(ctx.warehouse.exclusive(state.LEASE_NAME, ctx.holder))
+                ctx.warehouse.keep_copy()  # before this run opens it, let alone changes it
                 ctx.warehouse.check_table("amplitude_events")
                 begun = state.begin(ctx.warehouse, self.record, ctx.holder, ctx.config.lease_seconds)
             except LockedError as exc:

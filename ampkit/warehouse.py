@@ -11,7 +11,9 @@ import datetime as dt
 import fcntl
 import io
 import logging
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -20,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 import pyarrow as pa
 
 from ampkit import sql as sqlfiles
-from ampkit.errors import ConfigError, LockedError, SchemaError, WarehouseError
+from ampkit.errors import ConfigError, DamagedError, LockedError, SchemaError, WarehouseError
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +137,16 @@ class Warehouse:
     def note_lease(self, name: str, holder: str, expires_at: dt.datetime) -> None:
         """Tell the lock `name` (see exclusive) when `holder`'s lease expires (I/O)."""
 
+    def keep_copy(self) -> None:
+        """Keep a copy of the warehouse as it is before a run changes it, where the engine keeps
+        none of its own (I/O). Call it before this process opens the warehouse."""
+
+    def restore(self, force: bool = False) -> str:
+        """Put the copy `keep_copy` kept in place of a damaged warehouse; returns where the damaged
+        one went (I/O)."""
+        raise WarehouseError(f"{self.name} keeps its own history: BigQuery's time travel restores a table "
+                             "as of any moment of the last 7 days (CREATE TABLE ... CLONE ... FOR SYSTEM_TIME AS OF)")
+
     def __enter__(self):
         return self
 
@@ -219,15 +231,108 @@ class DuckDBWarehouse(Warehouse):
                 con = duckdb.connect(self.path)
                 break
             except duckdb.IOException as exc:
+                if _damaged(exc):
+                    raise self._damage(exc) from exc
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+            except duckdb.Error as exc:
+                if _damaged(exc):
+                    raise self._damage(exc) from exc
+                raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {_first_line(exc)}") from exc
         try:
             self._setup(con)
             yield con
+        except (duckdb.Error, WarehouseError) as exc:
+            # A damaged block can also surface later, when a query first reads it.
+            cause = exc if isinstance(exc, duckdb.Error) else exc.__cause__
+            if cause is not None and not isinstance(exc, DamagedError) and _damaged(cause):
+                raise self._damage(cause) from exc
+            raise
         finally:
             con.close()
+
+    # DuckDB can leave its file failing its own checksums when its process is killed while it
+    # writes a checkpoint: a block the header on disk still points at is reused before the new
+    # header lands (duckdb/duckdb#25106; seen here with DuckDB 1.5.6 and 2.0.1, and
+    # tests/reliability/duckdb_checkpoint_kill.py shows it). Nothing ampkit does avoids every such moment,
+    # so the sync keeps the file's last good copy and a damaged file says how to put it back.
+    @property
+    def good_copy(self) -> Path:
+        return Path(f"{self.path}.last-good")
+
+    def _damage(self, exc: BaseException) -> DamagedError:
+        copy = self.good_copy
+        if copy.exists():
+            taken = dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            how = (f"`ampkit restore-warehouse` puts back its last good copy ({copy.name}, as it was at {taken}, "
+                   "before the sync that changed it); the next sync re-sends what later runs sent, and "
+                   "Amplitude drops those by insert_id; rows loaded into it since then need loading again (`ampkit stage`)")
+        else:
+            how = f"no copy was kept ({copy.name} is taken when a sync starts): restore the file from a backup"
+        return DamagedError(f"DuckDB warehouse {self.path} is damaged ({_first_line(exc)}), most likely by a process "
+                            f"killed while DuckDB wrote a checkpoint: {how}")
+
+    def keep_copy(self) -> None:
+        if self._memory is not None:
+            return
+        source, wal, copy = Path(self.path), Path(f"{self.path}.wal"), self.good_copy
+        try:
+            before = source.stat()
+        except FileNotFoundError:
+            return
+        # At rest only: a WAL beside the file means its last writer has not finished (or died) and
+        # a checkpoint may be half-written; the copy kept before then stays.
+        if wal.exists():
+            logger.info("%s has a write-ahead log beside it: keeping the copy taken before", source.name)
+            return
+        if copy.exists() and (copy.stat().st_size, copy.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            return  # unchanged since the copy
+        if _open_here(source):
+            # DuckDB's lock on the file is a POSIX lock, which closing any descriptor of the file in
+            # this process would drop: another process could then open it while DuckDB has it here.
+            logger.info("%s is open in this process: no copy now", source.name)
+            return
+        partial = copy.with_name(copy.name + ".partial")
+        try:
+            shutil.copyfile(source, partial)
+            after = source.stat()
+            if wal.exists() or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                logger.info("%s changed while it was copied: keeping the copy taken before", source.name)
+                return
+            _check_opens(partial)
+            os.utime(partial, ns=(before.st_atime_ns, before.st_mtime_ns))
+            os.replace(partial, copy)
+        except OSError as exc:
+            logger.warning("could not keep a copy of %s: %s", source.name, exc)
+        except WarehouseError as exc:
+            logger.warning("not keeping a copy of %s: %s", source.name, exc)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def restore(self, force: bool = False) -> str:
+        copy = self.good_copy
+        if self._memory is not None or not copy.exists():
+            raise WarehouseError(f"no copy of {self.path} to put back ({copy.name} is taken when a sync starts)")
+        if not force:
+            try:
+                self.columns("amplitude_events")
+            except DamagedError:
+                pass
+            else:
+                raise WarehouseError(f"{self.path} opens and reads fine: putting back {copy.name} would drop what "
+                                     "changed since; --force does it anyway")
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = f"{self.path}.damaged-{stamp}"
+        for suffix in ("", ".wal"):
+            if Path(self.path + suffix).exists():
+                os.replace(self.path + suffix, aside + suffix)
+        partial = Path(f"{self.path}.restoring")
+        shutil.copyfile(copy, partial)
+        os.replace(partial, self.path)
+        logger.warning("put back %s as %s; the damaged file is %s", copy.name, self.path, aside)
+        return aside
 
     @contextlib.contextmanager
     def held(self, memory_limit: str | None = None):
@@ -405,6 +510,43 @@ def _translate(what: str):
         raise SchemaError(f"{what}: {_first_line(exc)}") from exc
     except duckdb.Error as exc:
         raise WarehouseError(f"{what}: {_first_line(exc)}") from exc
+
+
+# What DuckDB says when a file's blocks or metadata fail their checks, as opposed to a query's error.
+DAMAGE_SIGNS = ("corrupt database file", "corrupt wal file", "could not read enough bytes",
+                "no more data remaining in metadatareader", "failed to load metadata pointer")
+
+
+def _damaged(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(sign in text for sign in DAMAGE_SIGNS)
+
+
+def _open_here(path: Path) -> bool:
+    """Whether this process has `path` open (Linux's /proc; elsewhere taken as no)."""
+    target = os.path.realpath(path)
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in descriptors:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == target:
+                return True
+    return False
+
+
+def _check_opens(path: Path) -> None:
+    """Raise WarehouseError unless the DuckDB file at `path` opens and lists its tables."""
+    import duckdb
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{path.name} does not open: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

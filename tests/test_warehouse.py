@@ -860,3 +860,97 @@ def test_finalize_records_outcomes_by_the_same_rules_resolve_counted_them():
                 if tree is not None for case in tree.find_all(exp.Case)]
     assert len(rules("sync_resolve")) == 2
     assert rules("sync_finalize") == rules("sync_resolve")
+
+
+# -- a DuckDB file damaged by a kill, and its last good copy ------------------------------------------
+
+def _filled(tmp_path, rows=3):
+    path = tmp_path / "wh.duckdb"
+    with warehouse.open(f"duckdb:///{path}") as w:
+        w.ensure_tables()
+        w.append("amplitude_events", pa.Table.from_pylist(
+            [{"id": i, "name": "ViewHome", "loaded_at": dt.datetime(2022, 3, 14, tzinfo=dt.timezone.utc)} for i in range(rows)]))
+    return path
+
+
+def _damage(path):
+    """What a kill inside DuckDB's checkpoint leaves (see DuckDBWarehouse.good_copy): the first block,
+    which the header on disk points at, overwritten."""
+    with open(path, "r+b") as f:
+        f.seek(12288 + 64)
+        f.write(b"\x5a" * 4096)
+
+
+def _rows(path):
+    import duckdb
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT COUNT(*) FROM amplitude_events").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_damaged_duckdb_file_says_what_happened_and_how_to_put_its_copy_back(tmp_path):
+    path = _filled(tmp_path)
+    w = warehouse.open(f"duckdb:///{path}")
+    w.keep_copy()
+    copy = tmp_path / "wh.duckdb.last-good"
+    assert copy.exists() and _rows(copy) == 3
+    _damage(path)
+    with pytest.raises(WarehouseError) as caught:
+        w.columns("amplitude_events")
+    message = str(caught.value)
+    assert type(caught.value).__name__ == "DamagedError"
+    assert "is damaged (Corrupt database file" in message and "killed while DuckDB wrote a checkpoint" in message
+    assert "`ampkit restore-warehouse` puts back its last good copy (wh.duckdb.last-good, as it was at" in message
+    # The copy of a damaged file is never taken: the good one stays.
+    w.keep_copy()
+    assert _rows(copy) == 3
+
+    url = f"duckdb:///{path}"
+    done = subprocess.run([sys.executable, "-m", "ampkit", "--warehouse", url, "restore-warehouse"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "put back the last good copy; the damaged file is" in done.stdout
+    assert _rows(path) == 3
+    assert len(list(tmp_path.glob("wh.duckdb.damaged-*"))) == 1
+    # A file that reads fine is not replaced unless asked.
+    again = subprocess.run([sys.executable, "-m", "ampkit", "--warehouse", url, "restore-warehouse"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "opens and reads fine" in again.stderr and "--force" in again.stderr
+
+
+def test_a_damaged_duckdb_file_without_a_copy_says_there_is_none(tmp_path):
+    path = _filled(tmp_path)
+    _damage(path)
+    with pytest.raises(WarehouseError, match=r"no copy was kept \(wh.duckdb.last-good is taken when a sync starts\)"):
+        warehouse.open(f"duckdb:///{path}").columns("amplitude_events")
+    with pytest.raises(WarehouseError, match="no copy of .* to put back"):
+        warehouse.open(f"duckdb:///{path}").restore()
+
+
+def test_the_copy_is_taken_only_of_a_file_at_rest(tmp_path):
+    path = _filled(tmp_path)
+    w = warehouse.open(f"duckdb:///{path}")
+    copy = tmp_path / "wh.duckdb.last-good"
+    # A write-ahead log beside the file: its last writer has not finished (or died mid-way).
+    wal = tmp_path / "wh.duckdb.wal"
+    wal.write_bytes(b"")
+    w.keep_copy()
+    assert not copy.exists()
+    wal.unlink()
+    # Open in this process: copying would drop DuckDB's POSIX lock on the file.
+    with w.connect():
+        w.keep_copy()
+    assert not copy.exists()
+    w.keep_copy()
+    assert copy.exists() and copy.stat().st_mtime_ns == path.stat().st_mtime_ns
+    # Unchanged since: not copied again; changed: copied again.
+    before = copy.stat().st_ino
+    w.keep_copy()
+    assert copy.stat().st_ino == before
+    w.append("amplitude_events", pa.Table.from_pylist(
+        [{"id": 9, "name": "ViewHome", "loaded_at": dt.datetime(2022, 3, 14, tzinfo=dt.timezone.utc)}]))
+    w.keep_copy()
+    assert _rows(copy) == 4
+

@@ -30,6 +30,7 @@ class Tally:
     known_bugs: int = 0        # xfail tests (each a bug documented in its reason)
     known_bug_lost: int = 0
     known_bug_duplicated: int = 0
+    restored: int = 0          # DuckDB files damaged by a kill (DuckDB's bug) and put back from their copy
     soak: bool = False
     paths: dict = dataclasses.field(default_factory=dict)       # tmp dir -> produced by a known-bug test
     log_leaks: list = dataclasses.field(default_factory=list)   # (test, message) of log records carrying a secret
@@ -134,7 +135,7 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"reliability: {t.tests} tests + {t.subcases} sub-cases, {t.kills} SIGKILLs, {t.unexpected} unexpected events, "
         f"{t.known_bugs} known bugs (xfail; lost {t.known_bug_lost}, duplicated {t.known_bug_duplicated} there), "
-        f"soak {'on' if t.soak else 'off'}")
+        f"{t.restored} DuckDB files damaged by a kill and put back, soak {'on' if t.soak else 'off'}")
 
 
 class Recorder:
@@ -148,6 +149,9 @@ class Recorder:
 
     def killed(self, n: int = 1) -> None:
         TALLY.kills += n
+
+    def restored(self) -> None:
+        TALLY.restored += 1
 
     def delivered(self, expected: set[str], got, what: str = "") -> None:
         """Assert the export holds exactly `expected`, each once (`got`: insert_id -> copies)."""
