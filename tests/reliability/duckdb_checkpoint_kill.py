@@ -2,9 +2,10 @@
 fails its own checksums, then check ampkit names that file damaged.
 
 Not part of the suite (it takes from a minute to a quarter of an hour, by luck): run it by hand,
-`.venv/bin/python tests/reliability/duckdb_checkpoint_kill.py [max kills]`. Seen with DuckDB 1.5.6
-(after 83 kills) and 2.0.1 (after 51): a block the header on disk points at is reused before
-the new header is written (duckdb/duckdb#25106), so a kill between the two leaves the file unreadable.
+`.venv/bin/python tests/reliability/duckdb_checkpoint_kill.py [max kills]`. This writer damaged
+DuckDB 1.5.6's file after 83 kills; one that opens, writes and closes instead damaged 2.0.1's after 51.
+A block the header on disk points at is reused before the new header is written
+(duckdb/duckdb#25106), so a kill between the two leaves the file unreadable.
 """
 from __future__ import annotations
 
