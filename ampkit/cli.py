@@ -143,16 +143,18 @@ def status(obj):
 
 
 @cli.command("restore-warehouse")
-@click.option("--force", is_flag=True, help="Put the copy back even though the warehouse opens and reads fine.")
+@click.option("--force", is_flag=True, help="Put the copy back even if the warehouse reads fine or the copy is "
+                                            "older than Amplitude's insert_id window.")
 @click.pass_obj
 @handle_errors
 def restore_warehouse(obj, force):
     """Put back the DuckDB warehouse's last good copy (kept as each sync starts) after damage."""
     from ampkit import state
-    with open_warehouse(obj.config()) as wh, wh.exclusive(state.LEASE_NAME, "restore-warehouse"):
-        aside = wh.restore(force=force)
-    click.echo(f"put back the last good copy; the damaged file is {aside}. The next sync re-sends what "
-               "later runs sent (Amplitude drops those by insert_id).")
+    config = obj.config()
+    with open_warehouse(config) as wh, wh.exclusive(state.LEASE_NAME, "restore-warehouse"):
+        aside = wh.restore(force=force, horizon_days=config.dedup_horizon_days)
+    click.echo(f"put back the last good copy; the file it replaced is {aside}. The next sync re-sends what later "
+               f"runs sent, and Amplitude drops those by insert_id (within {config.dedup_horizon_days} days).")
 
 
 @cli.command()

@@ -141,11 +141,11 @@ class Warehouse:
         """Keep a copy of the warehouse as it is before a run changes it, where the engine keeps
         none of its own (I/O). Call it before this process opens the warehouse."""
 
-    def restore(self, force: bool = False) -> str:
-        """Put the copy `keep_copy` kept in place of a damaged warehouse; returns where the damaged
-        one went (I/O)."""
-        raise WarehouseError(f"{self.name} keeps its own history: BigQuery's time travel restores a table "
-                             "as of any moment of the last 7 days (CREATE TABLE ... CLONE ... FOR SYSTEM_TIME AS OF)")
+    def restore(self, force: bool = False, horizon_days: int = 7) -> str:
+        """Put the copy `keep_copy` kept in place of a damaged warehouse, refusing one older than
+        `horizon_days` or a warehouse that reads fine unless `force`; returns where the one it
+        replaced went (I/O)."""
+        raise WarehouseError(f"{self.name} keeps no copy of its own to put back")
 
     def __enter__(self):
         return self
@@ -234,7 +234,7 @@ class DuckDBWarehouse(Warehouse):
                 if _damaged(exc):
                     raise self._damage(exc) from exc
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {exc}") from exc
+                    raise WarehouseError(f"cannot open DuckDB warehouse {self.path}: {_first_line(exc)}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
             except duckdb.Error as exc:
@@ -255,24 +255,19 @@ class DuckDBWarehouse(Warehouse):
 
     # DuckDB can leave its file failing its own checksums when its process is killed while it
     # writes a checkpoint: a block the header on disk still points at is reused before the new
-    # header lands (duckdb/duckdb#25106; seen here with DuckDB 1.5.6 and 2.0.1, and
-    # tests/reliability/duckdb_checkpoint_kill.py shows it). Nothing ampkit does avoids every such moment,
-    # so the sync keeps the file's last good copy and a damaged file says how to put it back.
+    # header lands (the race duckdb/duckdb#25106 fixes on one path; 2.0.1 and 1.5.6 still show it,
+    # tests/reliability/duckdb_checkpoint_kill.py). No DuckDB setting avoids every such moment, so
+    # the sync keeps the file's last good copy and a damaged file says how to put it back.
     @property
     def good_copy(self) -> Path:
         return Path(f"{self.path}.last-good")
 
     def _damage(self, exc: BaseException) -> DamagedError:
         copy = self.good_copy
-        if copy.exists():
-            taken = dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            how = (f"`ampkit restore-warehouse` puts back its last good copy ({copy.name}, as it was at {taken}, "
-                   "before the sync that changed it); the next sync re-sends what later runs sent, and "
-                   "Amplitude drops those by insert_id; rows loaded into it since then need loading again (`ampkit stage`)")
-        else:
-            how = f"no copy was kept ({copy.name} is taken when a sync starts): restore the file from a backup"
+        how = (f"`ampkit restore-warehouse` puts back its last good copy, of {_taken(copy)}" if copy.exists()
+               else f"no copy was kept ({copy.name} is taken as a sync starts): restore it from a backup")
         return DamagedError(f"DuckDB warehouse {self.path} is damaged ({_first_line(exc)}), most likely by a process "
-                            f"killed while DuckDB wrote a checkpoint: {how}")
+                            f"killed while DuckDB wrote a checkpoint: {how}; see docs/RELIABILITY.md")
 
     def keep_copy(self) -> None:
         if self._memory is not None:
@@ -289,49 +284,75 @@ class DuckDBWarehouse(Warehouse):
             return
         if copy.exists() and (copy.stat().st_size, copy.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns):
             return  # unchanged since the copy
-        if _open_here(source):
+        if _open_here(source) is not False:
             # DuckDB's lock on the file is a POSIX lock, which closing any descriptor of the file in
             # this process would drop: another process could then open it while DuckDB has it here.
-            logger.info("%s is open in this process: no copy now", source.name)
+            logger.info("%s is (or may be) open in this process: no copy now", source.name)
             return
         partial = copy.with_name(copy.name + ".partial")
         try:
-            shutil.copyfile(source, partial)
-            after = source.stat()
-            if wal.exists() or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                logger.info("%s changed while it was copied: keeping the copy taken before", source.name)
-                return
-            _check_opens(partial)
+            with source.open("rb") as held:
+                # A shared lock of DuckDB's kind keeps writers out while the copy is read (and says
+                # when one has the file now); closing it cannot drop a lock of DuckDB's here (above).
+                fcntl.lockf(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                with partial.open("wb") as out:
+                    shutil.copyfileobj(held, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+            _check_reads(partial)
             os.utime(partial, ns=(before.st_atime_ns, before.st_mtime_ns))
             os.replace(partial, copy)
+        except (BlockingIOError, PermissionError):
+            logger.info("%s is open in another process: keeping the copy taken before", source.name)
         except OSError as exc:
             logger.warning("could not keep a copy of %s: %s", source.name, exc)
-        except WarehouseError as exc:
+        except WarehouseError as exc:  # DamagedError included: the copy taken before stays
             logger.warning("not keeping a copy of %s: %s", source.name, exc)
         finally:
             partial.unlink(missing_ok=True)
 
-    def restore(self, force: bool = False) -> str:
+    def restore(self, force: bool = False, horizon_days: int = 7) -> str:
         copy = self.good_copy
         if self._memory is not None or not copy.exists():
-            raise WarehouseError(f"no copy of {self.path} to put back ({copy.name} is taken when a sync starts)")
+            raise WarehouseError(f"no copy of {self.path} to put back ({copy.name} is taken as a sync starts)")
+        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc)
         if not force:
+            if age > dt.timedelta(days=horizon_days):
+                raise WarehouseError(f"{copy.name} is of {_taken(copy)}, older than Amplitude's {horizon_days}-day "
+                                     "insert_id window: the runs since would be stored twice; --force puts it back anyway")
             try:
-                self.columns("amplitude_events")
-            except DamagedError:
+                _check_reads(Path(self.path))
+            except (DamagedError, WarehouseError):
                 pass
             else:
-                raise WarehouseError(f"{self.path} opens and reads fine: putting back {copy.name} would drop what "
+                raise WarehouseError(f"{self.path} reads back in full: putting back {copy.name} would drop what "
                                      "changed since; --force does it anyway")
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        aside = f"{self.path}.damaged-{stamp}"
-        for suffix in ("", ".wal"):
-            if Path(self.path + suffix).exists():
-                os.replace(self.path + suffix, aside + suffix)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = f"{self.path}.set-aside-{stamp}"
         partial = Path(f"{self.path}.restoring")
-        shutil.copyfile(copy, partial)
-        os.replace(partial, self.path)
-        logger.warning("put back %s as %s; the damaged file is %s", copy.name, self.path, aside)
+        try:
+            with Path(self.path).open("r+b") as live:
+                try:
+                    fcntl.lockf(live, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except (BlockingIOError, PermissionError):
+                    raise WarehouseError(f"{self.path} is open in another process: stop it first") from None
+                # The copy is in place beside it before anything moves: a failure leaves the file as it was.
+                with copy.open("rb") as good, partial.open("wb") as out:
+                    shutil.copyfileobj(good, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+                wal = Path(f"{self.path}.wal")
+                if wal.exists():
+                    os.replace(wal, aside + ".wal")
+                try:
+                    os.link(self.path, aside)
+                except OSError:  # a filesystem without hard links
+                    shutil.copyfile(self.path, aside)
+                os.replace(partial, self.path)
+        except FileNotFoundError:
+            raise WarehouseError(f"{self.path} does not exist: copy {copy.name} there by hand if it is the one") from None
+        finally:
+            partial.unlink(missing_ok=True)
         return aside
 
     @contextlib.contextmanager
@@ -512,6 +533,10 @@ def _translate(what: str):
         raise WarehouseError(f"{what}: {_first_line(exc)}") from exc
 
 
+def _taken(copy: Path) -> str:
+    return dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 # What DuckDB says when a file's blocks or metadata fail their checks, as opposed to a query's error.
 DAMAGE_SIGNS = ("corrupt database file", "corrupt wal file", "could not read enough bytes",
                 "no more data remaining in metadatareader", "failed to load metadata pointer")
@@ -522,13 +547,13 @@ def _damaged(exc: BaseException) -> bool:
     return any(sign in text for sign in DAMAGE_SIGNS)
 
 
-def _open_here(path: Path) -> bool:
-    """Whether this process has `path` open (Linux's /proc; elsewhere taken as no)."""
+def _open_here(path: Path) -> bool | None:
+    """Whether this process has `path` open, from Linux's /proc; None where it cannot tell."""
     target = os.path.realpath(path)
     try:
         descriptors = os.listdir("/proc/self/fd")
     except OSError:
-        return False
+        return None
     for fd in descriptors:
         with contextlib.suppress(OSError):
             if os.readlink(f"/proc/self/fd/{fd}") == target:
@@ -536,17 +561,27 @@ def _open_here(path: Path) -> bool:
     return False
 
 
-def _check_opens(path: Path) -> None:
-    """Raise WarehouseError unless the DuckDB file at `path` opens and lists its tables."""
+def _check_reads(path: Path) -> None:
+    """Raise DamagedError unless every block of every table of the DuckDB file at `path` reads back
+    (a hash of each row reads every column); WarehouseError if it fails for another reason."""
     import duckdb
     try:
         con = duckdb.connect(str(path), read_only=True)
-        try:
-            con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
-        finally:
-            con.close()
     except duckdb.Error as exc:
+        if _damaged(exc):
+            raise DamagedError(f"{path.name}: {_first_line(exc)}") from exc
         raise WarehouseError(f"{path.name} does not open: {_first_line(exc)}") from exc
+    try:
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                             "WHERE database_name = current_database() AND NOT temporary").fetchall()
+        for schema, table in tables:
+            con.execute(f'SELECT bit_xor(hash(t)) FROM "{schema}"."{table}" AS t').fetchall()
+    except duckdb.Error as exc:
+        if _damaged(exc):
+            raise DamagedError(f"{path.name}: {_first_line(exc)}") from exc
+        raise WarehouseError(f"{path.name} does not read back: {_first_line(exc)}") from exc
+    finally:
+        con.close()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -648,6 +683,10 @@ class BigQueryWarehouse(Warehouse):
             return None
         return {f.name: {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(f.field_type, f.field_type)
                 for f in t.schema}
+
+    def restore(self, force: bool = False, horizon_days: int = 7) -> str:
+        raise WarehouseError(f"{self.name} keeps its own history: time travel (2 to 7 days, the dataset's setting) "
+                             "restores a table as of a moment (CREATE TABLE ... CLONE ... FOR SYSTEM_TIME AS OF)")
 
     def close(self):
         if self._client is not None:

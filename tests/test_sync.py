@@ -326,6 +326,18 @@ def test_crash_at_random_points_then_rerun_is_exactly_once(seeded, make_config, 
     assert "ok" in statuses and "running" not in statuses
 
 
+def test_a_sync_keeps_a_copy_of_the_duckdb_file_as_it_was_before_the_run(seeded, make_config, sandbox):
+    import duckdb
+    path = seeded.removeprefix("duckdb:///")
+    with duckdb.connect(path, read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM amplitude_events").fetchone()[0]
+    result = sync.run(make_config(), progress="none")
+    assert result.status == "ok" and result.accepted > 0
+    with duckdb.connect(f"{path}.last-good", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM amplitude_events").fetchone()[0] == before
+        assert con.execute("SELECT count(*) FROM ampkit_deliveries").fetchone()[0] == 0  # from before the run
+
+
 def _restore_if_damaged(url: str, env: dict) -> None:
     """A kill inside DuckDB's checkpoint can damage its file (DuckDB's bug, docs/RELIABILITY.md): put
     the last good copy back as the error tells a user to; the sync then re-sends, Amplitude keeps once."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import itertools
+import os
 import statistics
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from importlib import resources
 from pathlib import Path
@@ -25,6 +27,8 @@ from ampkit.config import Config
 from ampkit import config as configmod
 from ampkit.errors import ConfigError, LockedError, SchemaError, WarehouseError
 from ampkit.warehouse import EVENT_COLUMNS, TABLES, DuckDBWarehouse, BigQueryWarehouse
+
+import children  # tests/children.py: every child ends with its test
 
 UTC = dt.timezone.utc
 SQL_DIR = Path(sqlfiles.__file__).parent
@@ -873,11 +877,12 @@ def _filled(tmp_path, rows=3):
     return path
 
 
-def _damage(path):
-    """What a kill inside DuckDB's checkpoint leaves (see DuckDBWarehouse.good_copy): the first block,
-    which the header on disk points at, overwritten."""
+def _damage(path, block=None):
+    """What a kill inside DuckDB's checkpoint leaves (see DuckDBWarehouse.good_copy): a block overwritten;
+    by default the first, which the header on disk points at; else table data block `block`."""
+    offset = 12288 + 64 if block is None else 12288 + block * 262144 + 8
     with open(path, "r+b") as f:
-        f.seek(12288 + 64)
+        f.seek(offset)
         f.write(b"\x5a" * 4096)
 
 
@@ -885,9 +890,14 @@ def _rows(path):
     import duckdb
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("SELECT COUNT(*) FROM amplitude_events").fetchone()[0]
+        return con.execute("SELECT COUNT(*), bit_xor(hash(e)) FROM amplitude_events AS e").fetchone()[0]
     finally:
         con.close()
+
+
+def _restore(path, *more):
+    return subprocess.run([sys.executable, "-m", "ampkit", "--warehouse", f"duckdb:///{path}", "restore-warehouse", *more],
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_a_damaged_duckdb_file_says_what_happened_and_how_to_put_its_copy_back(tmp_path):
@@ -902,31 +912,71 @@ def test_a_damaged_duckdb_file_says_what_happened_and_how_to_put_its_copy_back(t
     message = str(caught.value)
     assert type(caught.value).__name__ == "DamagedError"
     assert "is damaged (Corrupt database file" in message and "killed while DuckDB wrote a checkpoint" in message
-    assert "`ampkit restore-warehouse` puts back its last good copy (wh.duckdb.last-good, as it was at" in message
+    assert "`ampkit restore-warehouse` puts back its last good copy, of 20" in message and "docs/RELIABILITY.md" in message
     # The copy of a damaged file is never taken: the good one stays.
     w.keep_copy()
     assert _rows(copy) == 3
 
-    url = f"duckdb:///{path}"
-    done = subprocess.run([sys.executable, "-m", "ampkit", "--warehouse", url, "restore-warehouse"],
-                          capture_output=True, text=True, timeout=120)
+    done = _restore(path)
     assert done.returncode == 0, done.stderr
-    assert "put back the last good copy; the damaged file is" in done.stdout
+    assert "put back the last good copy; the file it replaced is" in done.stdout and "within 7 days" in done.stdout
     assert _rows(path) == 3
-    assert len(list(tmp_path.glob("wh.duckdb.damaged-*"))) == 1
-    # A file that reads fine is not replaced unless asked.
-    again = subprocess.run([sys.executable, "-m", "ampkit", "--warehouse", url, "restore-warehouse"],
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 1 and "opens and reads fine" in again.stderr and "--force" in again.stderr
+    assert len(list(tmp_path.glob("wh.duckdb.set-aside-*"))) == 1
+    assert not list(tmp_path.glob("*.restoring"))
+    # A file that reads back in full is not replaced unless asked.
+    again = _restore(path)
+    assert again.returncode == 1 and "reads back in full" in again.stderr and "--force" in again.stderr
+    assert _restore(path, "--force").returncode == 0
+    assert len(list(tmp_path.glob("wh.duckdb.set-aside-*"))) == 2
+
+
+def test_damage_in_a_table_block_is_found_before_it_replaces_the_copy(tmp_path):
+    import duckdb
+    path = _filled(tmp_path, rows=200_000)  # several blocks of table data
+    w = warehouse.open(f"duckdb:///{path}")
+    w.keep_copy()
+    copy = tmp_path / "wh.duckdb.last-good"
+    con = duckdb.connect(str(path), read_only=True)
+    block = con.execute("SELECT max(block_id) FROM pragma_storage_info('amplitude_events') WHERE block_id >= 0").fetchone()[0]
+    con.close()
+    _damage(path, block)
+    assert w.columns("amplitude_events")  # the catalog still reads: only the data is damaged
+    w.keep_copy()
+    assert _rows(copy) == 200_000, "a damaged file replaced the good copy"
+    done = _restore(path)
+    assert done.returncode == 0, done.stderr
+    assert _rows(path) == 200_000
+
+
+def test_a_copy_older_than_amplitudes_insert_id_window_is_not_put_back_unless_forced(tmp_path):
+    path = _filled(tmp_path)
+    warehouse.open(f"duckdb:///{path}").keep_copy()
+    copy = tmp_path / "wh.duckdb.last-good"
+    old = time.time() - 8 * 86400
+    os.utime(copy, (old, old))
+    _damage(path)
+    refused = _restore(path)
+    assert refused.returncode == 1
+    assert "older than Amplitude's 7-day insert_id window: the runs since would be stored twice" in refused.stderr
+    assert _restore(path, "--force").returncode == 0 and _rows(path) == 3
 
 
 def test_a_damaged_duckdb_file_without_a_copy_says_there_is_none(tmp_path):
     path = _filled(tmp_path)
     _damage(path)
-    with pytest.raises(WarehouseError, match=r"no copy was kept \(wh.duckdb.last-good is taken when a sync starts\)"):
+    with pytest.raises(WarehouseError, match=r"no copy was kept \(wh.duckdb.last-good is taken as a sync starts\)"):
         warehouse.open(f"duckdb:///{path}").columns("amplitude_events")
     with pytest.raises(WarehouseError, match="no copy of .* to put back"):
         warehouse.open(f"duckdb:///{path}").restore()
+
+
+def _holding(path):
+    """A child process with the DuckDB file open (as a running sync or stage would have it)."""
+    child = children.start([sys.executable, "-c",
+                            f"import duckdb, sys, time\ncon = duckdb.connect({str(path)!r})\nprint('open', flush=True)\ntime.sleep(120)"],
+                           stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "open"
+    return child
 
 
 def test_the_copy_is_taken_only_of_a_file_at_rest(tmp_path):
@@ -943,6 +993,14 @@ def test_the_copy_is_taken_only_of_a_file_at_rest(tmp_path):
     with w.connect():
         w.keep_copy()
     assert not copy.exists()
+    # Open in another process: it may be writing.
+    child = _holding(path)
+    try:
+        w.keep_copy()
+        assert not copy.exists()
+    finally:
+        child.kill()
+        child.wait()
     w.keep_copy()
     assert copy.exists() and copy.stat().st_mtime_ns == path.stat().st_mtime_ns
     # Unchanged since: not copied again; changed: copied again.
@@ -954,3 +1012,16 @@ def test_the_copy_is_taken_only_of_a_file_at_rest(tmp_path):
     w.keep_copy()
     assert _rows(copy) == 4
 
+
+def test_restore_leaves_a_file_open_in_another_process_alone(tmp_path):
+    path = _filled(tmp_path)
+    warehouse.open(f"duckdb:///{path}").keep_copy()
+    before = path.read_bytes()
+    child = _holding(path)
+    try:
+        refused = _restore(path, "--force")
+    finally:
+        child.kill()
+        child.wait()
+    assert refused.returncode == 1 and "is open in another process: stop it first" in refused.stderr
+    assert path.read_bytes() == before and not list(tmp_path.glob("wh.duckdb.set-aside-*"))

@@ -281,7 +281,7 @@ def test_a_warehouse_damaged_by_a_kill_is_put_back_and_nothing_is_lost_or_sent_t
     assert result.accepted > 0, "the second run's events were not sent again"
     rel.delivered(expected, support.exported(amp.url, prefix), "after the copy was put back")
     assert support.books(url) == []
-    assert len(list(tmp_path.glob("warehouse.duckdb.damaged-*"))) == 1
+    assert len(list(tmp_path.glob("warehouse.duckdb.set-aside-*"))) == 1
 
 
 def test_several_kills_in_a_row_then_one_rerun(request, tmp_path, amp, prefix, rel):
