@@ -575,13 +575,18 @@ def _check_reads(path: Path) -> None:
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                              "WHERE database_name = current_database() AND NOT temporary").fetchall()
         for schema, table in tables:
-            con.execute(f'SELECT bit_xor(hash(t)) FROM "{schema}"."{table}" AS t').fetchall()
+            con.execute(f"SELECT bit_xor(hash(t)) FROM {_quoted(schema)}.{_quoted(table)} AS t").fetchall()
     except duckdb.Error as exc:
         if _damaged(exc):
             raise DamagedError(f"{path.name}: {_first_line(exc)}") from exc
         raise WarehouseError(f"{path.name} does not read back: {_first_line(exc)}") from exc
     finally:
         con.close()
+
+
+def _quoted(name: str) -> str:
+    """An identifier DuckDB reads as exactly `name`, whatever it holds (quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _first_line(exc: BaseException) -> str:

@@ -191,6 +191,7 @@ def test_sql_reaches_engines_only_through_parameters_and_checked_identifiers():
     reviewed = {
         # (file, function): why the interpolation is safe
         ("warehouse.py", "append"): "table passes check_identifier() first (asserted below)",
+        ("warehouse.py", "_check_reads"): "names from the copied file's own catalog, each through _quoted() (asserted below)",
         ("sandbox/store.py", "__init__"): "a module constant (checkpoint threshold)",
         ("sandbox/store.py", "delete"): "EventFilter.where(): fixed column names, values as ? parameters",
         ("sandbox/store.py", "interval_counts"): "fixed SQL fragments; event_type as a ? parameter",
@@ -216,6 +217,8 @@ def test_sql_reaches_engines_only_through_parameters_and_checked_identifiers():
     source = (root / "warehouse.py").read_text()
     append = source[source.index("    def append(self, table, rows):\n        check_identifier"):]
     assert append.index("check_identifier") < append.index("INSERT INTO {table}")
+    reads = source[source.index("def _check_reads("):source.index("def _quoted(")]
+    assert reads.count('execute(f"') == 1 and 'execute(f"SELECT bit_xor(hash(t)) FROM {_quoted(schema)}.{_quoted(table)} AS t")' in reads
     for sql_file in (root / "sql").glob("*.sql"):
         text = sql_file.read_text()
         assert not re.search(r"\{[A-Za-z_]\w*\}|%\(|%s\b|\$\{", text), f"{sql_file.name} has a template placeholder"
