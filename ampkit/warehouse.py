@@ -295,10 +295,7 @@ class DuckDBWarehouse(Warehouse):
                 # A shared lock of DuckDB's kind keeps writers out while the copy is read (and says
                 # when one has the file now); closing it cannot drop a lock of DuckDB's here (above).
                 fcntl.lockf(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                with partial.open("wb") as out:
-                    shutil.copyfileobj(held, out, 1 << 20)
-                    out.flush()
-                    os.fsync(out.fileno())
+                _write_synced(held, partial)
             _check_reads(partial)
             os.utime(partial, ns=(before.st_atime_ns, before.st_mtime_ns))
             os.replace(partial, copy)
@@ -315,9 +312,8 @@ class DuckDBWarehouse(Warehouse):
         copy = self.good_copy
         if self._memory is not None or not copy.exists():
             raise WarehouseError(f"no copy of {self.path} to put back ({copy.name} is taken as a sync starts)")
-        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc)
         if not force:
-            if age > dt.timedelta(days=horizon_days):
+            if dt.datetime.now(dt.timezone.utc) - _copy_time(copy) > dt.timedelta(days=horizon_days):
                 raise WarehouseError(f"{copy.name} is of {_taken(copy)}, older than Amplitude's {horizon_days}-day "
                                      "insert_id window: the runs since would be stored twice; --force puts it back anyway")
             try:
@@ -337,10 +333,8 @@ class DuckDBWarehouse(Warehouse):
                 except (BlockingIOError, PermissionError):
                     raise WarehouseError(f"{self.path} is open in another process: stop it first") from None
                 # The copy is in place beside it before anything moves: a failure leaves the file as it was.
-                with copy.open("rb") as good, partial.open("wb") as out:
-                    shutil.copyfileobj(good, out, 1 << 20)
-                    out.flush()
-                    os.fsync(out.fileno())
+                with copy.open("rb") as good:
+                    _write_synced(good, partial)
                 wal = Path(f"{self.path}.wal")
                 if wal.exists():
                     os.replace(wal, aside + ".wal")
@@ -533,8 +527,21 @@ def _translate(what: str):
         raise WarehouseError(f"{what}: {_first_line(exc)}") from exc
 
 
+def _copy_time(copy: Path) -> dt.datetime:
+    """When the file a copy was taken of last changed (keep_copy gives the copy its mtime)."""
+    return dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc)
+
+
 def _taken(copy: Path) -> str:
-    return dt.datetime.fromtimestamp(copy.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _copy_time(copy).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _write_synced(source, path: Path) -> None:
+    """Copy the open file `source` to `path`, on disk before it returns (a rename may follow)."""
+    with path.open("wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 # What DuckDB says when a file's blocks or metadata fail their checks, as opposed to a query's error.

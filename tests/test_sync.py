@@ -18,6 +18,7 @@ from ampkit.errors import ConfigError, SyncError, WarehouseError
 from ampkit.sandbox import SandboxConfig, start
 
 import children
+import damage
 from conftest import API_KEY, NOW, SECRET_KEY, fill
 
 HOUR = dt.timedelta(hours=1)
@@ -341,13 +342,8 @@ def test_a_sync_keeps_a_copy_of_the_duckdb_file_as_it_was_before_the_run(seeded,
 def _restore_if_damaged(url: str, env: dict) -> None:
     """A kill inside DuckDB's checkpoint can damage its file (DuckDB's bug, docs/RELIABILITY.md): put
     the last good copy back as the error tells a user to; the sync then re-sends, Amplitude keeps once."""
-    from ampkit.errors import DamagedError
-    try:
-        with warehouses.open(url) as wh:
-            wh.columns("amplitude_events")
-    except DamagedError:
-        done = subprocess.run([sys.executable, "-m", "ampkit", "restore-warehouse"], env=env,
-                              capture_output=True, text=True, timeout=120)
+    if damage.damaged(url):
+        done = damage.restore(url, env=env)
         assert done.returncode == 0, done.stderr
 
 

@@ -29,6 +29,7 @@ from ampkit.errors import ConfigError, LockedError, SchemaError, WarehouseError
 from ampkit.warehouse import EVENT_COLUMNS, TABLES, DuckDBWarehouse, BigQueryWarehouse
 
 import children  # tests/children.py: every child ends with its test
+import damage  # tests/damage.py: a DuckDB file damaged as a kill leaves it
 
 UTC = dt.timezone.utc
 SQL_DIR = Path(sqlfiles.__file__).parent
@@ -877,15 +878,6 @@ def _filled(tmp_path, rows=3):
     return path
 
 
-def _damage(path, block=None):
-    """What a kill inside DuckDB's checkpoint leaves (see DuckDBWarehouse.good_copy): a block overwritten;
-    by default the first, which the header on disk points at; else table data block `block`."""
-    offset = 12288 + 64 if block is None else 12288 + block * 262144 + 8
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(b"\x5a" * 4096)
-
-
 def _rows(path):
     import duckdb
     con = duckdb.connect(str(path), read_only=True)
@@ -896,8 +888,7 @@ def _rows(path):
 
 
 def _restore(path, *more):
-    return subprocess.run([sys.executable, "-m", "ampkit", "--warehouse", f"duckdb:///{path}", "restore-warehouse", *more],
-                          capture_output=True, text=True, timeout=120)
+    return damage.restore(f"duckdb:///{path}", *more)
 
 
 def test_a_damaged_duckdb_file_says_what_happened_and_how_to_put_its_copy_back(tmp_path):
@@ -906,7 +897,7 @@ def test_a_damaged_duckdb_file_says_what_happened_and_how_to_put_its_copy_back(t
     w.keep_copy()
     copy = tmp_path / "wh.duckdb.last-good"
     assert copy.exists() and _rows(copy) == 3
-    _damage(path)
+    damage.damage(path)
     with pytest.raises(WarehouseError) as caught:
         w.columns("amplitude_events")
     message = str(caught.value)
@@ -939,7 +930,7 @@ def test_damage_in_a_table_block_is_found_before_it_replaces_the_copy(tmp_path):
     con = duckdb.connect(str(path), read_only=True)
     block = con.execute("SELECT max(block_id) FROM pragma_storage_info('amplitude_events') WHERE block_id >= 0").fetchone()[0]
     con.close()
-    _damage(path, block)
+    damage.damage(path, block)
     assert w.columns("amplitude_events")  # the catalog still reads: only the data is damaged
     w.keep_copy()
     assert _rows(copy) == 200_000, "a damaged file replaced the good copy"
@@ -954,7 +945,7 @@ def test_a_copy_older_than_amplitudes_insert_id_window_is_not_put_back_unless_fo
     copy = tmp_path / "wh.duckdb.last-good"
     old = time.time() - 8 * 86400
     os.utime(copy, (old, old))
-    _damage(path)
+    damage.damage(path)
     refused = _restore(path)
     assert refused.returncode == 1
     assert "older than Amplitude's 7-day insert_id window: the runs since would be stored twice" in refused.stderr
@@ -963,7 +954,7 @@ def test_a_copy_older_than_amplitudes_insert_id_window_is_not_put_back_unless_fo
 
 def test_a_damaged_duckdb_file_without_a_copy_says_there_is_none(tmp_path):
     path = _filled(tmp_path)
-    _damage(path)
+    damage.damage(path)
     with pytest.raises(WarehouseError, match=r"no copy was kept \(wh.duckdb.last-good is taken as a sync starts\)"):
         warehouse.open(f"duckdb:///{path}").columns("amplitude_events")
     with pytest.raises(WarehouseError, match="no copy of .* to put back"):

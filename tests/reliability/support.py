@@ -28,6 +28,8 @@ from ampkit import config as configuration
 from ampkit import warehouse as warehouses
 
 import children  # tests/children.py: every child ends with its test
+import damage as damages  # tests/damage.py: a DuckDB file damaged as a kill leaves it
+from damage import damage, damaged  # noqa: F401 - for the crash tests
 from conftest import API_KEY, NOW, SECRET_KEY  # tests/conftest.py: the suite's key pair and clock
 
 HERE = Path(__file__).resolve().parent
@@ -82,21 +84,9 @@ def insert(url: str, rows: Iterable[dict]) -> None:
             wh.append("amplitude_events", pa.Table.from_pylist(rows, schema=EVENT_SCHEMA))
 
 
-def damaged(url: str) -> bool:
-    """Whether the DuckDB warehouse fails DuckDB's own checks (ampkit says so with DamagedError)."""
-    from ampkit.errors import DamagedError
-    try:
-        with warehouses.open(url) as wh:
-            wh.columns("amplitude_events")
-    except DamagedError:
-        return True
-    return False
-
-
 def restore(url: str, environ: dict[str, str]) -> None:
-    """`ampkit restore-warehouse`, as the DamagedError's message tells a user to run it."""
-    done = subprocess.run([sys.executable, "-m", "ampkit", "restore-warehouse"], env=environ,
-                          capture_output=True, text=True, timeout=120)
+    """`ampkit restore-warehouse` as a user told by DamagedError would run it; the file reads again."""
+    done = damages.restore(url, env=environ)
     assert done.returncode == 0, done.stderr
     assert not damaged(url)
 

@@ -266,9 +266,7 @@ def test_a_warehouse_damaged_by_a_kill_is_put_back_and_nothing_is_lost_or_sent_t
     rel.delivered(expected, support.exported(amp.url, prefix), "two runs")
     copy = tmp_path / "warehouse.duckdb.last-good"
     assert copy.exists()
-    with open(path, "r+b") as f:  # the first block, which the header on disk points at, overwritten
-        f.seek(12288 + 64)
-        f.write(b"\x5a" * 4096)
+    support.damage(path)
     kept = copy.read_bytes()
     config = support.config(url, amp.url, now=NOW + HOUR, initial_lookback_hours=1, **SETTINGS)
     with pytest.raises(DamagedError, match="`ampkit restore-warehouse` puts back its last good copy"):
